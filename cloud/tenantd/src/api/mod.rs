@@ -1,0 +1,521 @@
+//! The REST API under `/api/v1`.
+//!
+//! [`route_table`] is the single list of routes: each [`RouteSpec`] names its method, path,
+//! [`Access`] rule and handler. The router is built from it (with [`gate`] in front of every
+//! handler), the OpenAPI document is generated from it, and the access-matrix test walks it, so
+//! a route cannot exist without a rule, a document entry and a test.
+
+mod auth;
+mod extract;
+mod fields;
+mod openapi;
+mod orgs;
+mod platform;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use tokio::sync::Semaphore;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::tokens::{self, SessionPolicy, API_TOKEN_PREFIX, SESSION_COOKIE};
+use crate::error::ApiError;
+use crate::store::{now_unix, SqliteStore};
+use crate::tenancy::{authorize, Access, Principal, Role};
+
+pub use extract::{Caller, Scope};
+
+/// Checks an email address the way the API does (for the command line).
+pub fn validate_email(raw: &str) -> Result<String, String> {
+    fields::email("email", raw).map_err(|e| e.to_string())
+}
+
+/// Shared state of every request.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: SqliteStore,
+    pub hasher: Arc<PasswordHasher>,
+    /// Bounds concurrent argon2 work (each takes ~19 MiB and a core for tens of ms).
+    pub hashing: Arc<Semaphore>,
+    pub throttle: Arc<Mutex<LoginThrottle>>,
+    pub sessions: SessionPolicy,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Runs argon2 work on the blocking pool, a bounded number at a time.
+    pub async fn hash_work<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal(e))?;
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || f(&hasher))
+            .await
+            .map_err(ApiError::internal)
+    }
+}
+
+/// One API route.
+#[derive(Debug)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    /// The status of a successful answer.
+    pub success: StatusCode,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    success: StatusCode,
+    summary: &'static str,
+    handler: H,
+) -> RouteSpec
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = match method {
+        Method::GET => MethodFilter::GET,
+        Method::POST => MethodFilter::POST,
+        Method::PUT => MethodFilter::PUT,
+        Method::PATCH => MethodFilter::PATCH,
+        Method::DELETE => MethodFilter::DELETE,
+        _ => MethodFilter::GET,
+    };
+    RouteSpec {
+        method,
+        path,
+        access,
+        summary,
+        success,
+        handler: on(filter, handler),
+    }
+}
+
+const ADMIN: &[Role] = &[Role::OrgAdmin];
+const STAFF: &[Role] = &[Role::OrgAdmin, Role::Agent];
+
+/// Every route of the API.
+pub fn route_table() -> Vec<RouteSpec> {
+    use Access::*;
+    use Method as M;
+    const OK: StatusCode = StatusCode::OK;
+    const CREATED: StatusCode = StatusCode::CREATED;
+    const NONE: StatusCode = StatusCode::NO_CONTENT;
+    vec![
+        route(
+            M::GET,
+            "/api/v1/health",
+            Public,
+            OK,
+            "Liveness",
+            platform::health,
+        ),
+        route(
+            M::GET,
+            "/api/v1/openapi.json",
+            Public,
+            OK,
+            "This API's OpenAPI document",
+            openapi::document,
+        ),
+        route(
+            M::POST,
+            "/api/v1/auth/login",
+            Public,
+            OK,
+            "Sign in with email and password; sets the session cookie",
+            auth::login,
+        ),
+        route(
+            M::POST,
+            "/api/v1/auth/logout",
+            SessionUser,
+            NONE,
+            "End this session",
+            auth::logout,
+        ),
+        route(
+            M::POST,
+            "/api/v1/auth/password",
+            SessionUser,
+            NONE,
+            "Change the password; ends the user's other sessions",
+            auth::change_password,
+        ),
+        route(
+            M::GET,
+            "/api/v1/me",
+            Authenticated,
+            OK,
+            "The caller: user or API token, role, organization",
+            auth::me,
+        ),
+        route(
+            M::GET,
+            "/api/v1/platform/health",
+            SuperAdmin,
+            OK,
+            "Platform figures",
+            platform::platform_health,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs",
+            SuperAdmin,
+            OK,
+            "List organizations",
+            platform::list_orgs,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs",
+            SuperAdmin,
+            CREATED,
+            "Create an organization and its first admin",
+            platform::create_org,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}",
+            OrgOrSuperAdmin(STAFF),
+            OK,
+            "One organization",
+            platform::get_org,
+        ),
+        route(
+            M::PATCH,
+            "/api/v1/orgs/{org}",
+            SuperAdmin,
+            OK,
+            "Rename, disable or enable an organization",
+            platform::update_org,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/users",
+            Org(ADMIN),
+            OK,
+            "List the organization's users",
+            orgs::list_users,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/users",
+            Org(ADMIN),
+            CREATED,
+            "Create a user with a role",
+            orgs::create_user,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/users/{id}",
+            Org(ADMIN),
+            OK,
+            "One user",
+            orgs::get_user,
+        ),
+        route(
+            M::PATCH,
+            "/api/v1/orgs/{org}/users/{id}",
+            Org(ADMIN),
+            OK,
+            "Rename, change role, disable or enable a user",
+            orgs::update_user,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/sites",
+            Org(ADMIN),
+            OK,
+            "List sites",
+            orgs::list_sites,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/sites",
+            Org(ADMIN),
+            CREATED,
+            "Create a site",
+            orgs::create_site,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/sites/{id}",
+            Org(ADMIN),
+            OK,
+            "One site",
+            orgs::get_site,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/orgs/{org}/sites/{id}",
+            Org(ADMIN),
+            OK,
+            "Replace a site",
+            orgs::put_site,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/orgs/{org}/sites/{id}",
+            Org(ADMIN),
+            NONE,
+            "Delete a site",
+            orgs::delete_site,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/settings",
+            Org(ADMIN),
+            OK,
+            "The organization's settings",
+            orgs::get_settings,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/orgs/{org}/settings",
+            Org(ADMIN),
+            OK,
+            "Replace the organization's settings",
+            orgs::put_settings,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/api-tokens",
+            Org(ADMIN),
+            OK,
+            "List API tokens",
+            orgs::list_tokens,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/api-tokens",
+            Org(ADMIN),
+            CREATED,
+            "Create an API token (secret shown once)",
+            orgs::create_token,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/orgs/{org}/api-tokens/{id}",
+            Org(ADMIN),
+            NONE,
+            "Revoke an API token",
+            orgs::revoke_token,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/audit",
+            Org(ADMIN),
+            OK,
+            "Read the audit log, newest first",
+            orgs::audit_page,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/audit/verify",
+            Org(ADMIN),
+            OK,
+            "Verify the audit log's hash chain",
+            orgs::audit_verify,
+        ),
+    ]
+}
+
+/// The API router, with the gate in front of every route.
+pub fn router(state: AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for spec in route_table() {
+        let gated = spec.handler.layer(middleware::from_fn_with_state(
+            (state.clone(), spec.access),
+            gate,
+        ));
+        router = router.route(spec.path, gated);
+    }
+    router
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(serde_json::json!({
+                    "error": { "code": "method_not_allowed", "message": "method not allowed" }
+                })),
+            )
+        })
+}
+
+/// Resolves the caller and applies the route's access rule; the handler then finds an
+/// [`crate::tenancy::Authorized`] in the request extensions.
+async fn gate(
+    State((state, access)): State<(AppState, Access)>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let org_in_path = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(k, _)| *k == "org")
+                .map(|(_, v)| v.to_string())
+        });
+    let principal = if access == Access::Public {
+        None
+    } else {
+        match credential(&parts.headers)? {
+            None => None,
+            Some(c) => {
+                if matches!(c, Credential::Cookie(_)) {
+                    reject_cross_site(&parts)?;
+                }
+                resolve(&state, c).await?
+            }
+        }
+    };
+    let authorized = authorize(access, principal, org_in_path.as_deref())?;
+    let mut request = Request::from_parts(parts, body);
+    request.extensions_mut().insert(authorized);
+    Ok(next.run(request).await)
+}
+
+/// A credential presented by the client.
+#[derive(Debug, Clone)]
+enum Credential {
+    Cookie(String),
+    Bearer(String),
+}
+
+/// The presented credential. An `Authorization` header wins over a cookie, and a malformed
+/// one is refused outright rather than ignored in favour of the cookie.
+fn credential(headers: &axum::http::HeaderMap) -> Result<Option<Credential>, ApiError> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let value = auth.to_str().unwrap_or_default();
+        return match value.strip_prefix("Bearer ").map(str::trim) {
+            Some(token) if token.starts_with(API_TOKEN_PREFIX) => {
+                Ok(Some(Credential::Bearer(token.to_string())))
+            }
+            _ => Err(ApiError::Unauthenticated),
+        };
+    }
+    Ok(session_cookie(headers).map(Credential::Cookie))
+}
+
+/// The session cookie's value, if present.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+async fn resolve(state: &AppState, credential: Credential) -> Result<Option<Principal>, ApiError> {
+    let now = now_unix();
+    let principal = match credential {
+        Credential::Cookie(secret) => {
+            let digest = tokens::digest(&secret);
+            let policy = state.sessions.clone();
+            state
+                .store
+                .run(move |db| db.principal_for_session(&digest, now, &policy))
+                .await?
+        }
+        Credential::Bearer(secret) => {
+            let digest = tokens::digest(&secret);
+            let p = state
+                .store
+                .run(move |db| db.principal_for_api_token(&digest, now))
+                .await?;
+            // A bearer token that does not work is an error, not an anonymous request.
+            if p.is_none() {
+                return Err(ApiError::Unauthenticated);
+            }
+            p
+        }
+    };
+    Ok(principal)
+}
+
+/// Cookie-authenticated changes must come from our own pages: SameSite=Strict already keeps
+/// the cookie off cross-site requests; this refuses what a browser marks as cross-site anyway.
+fn reject_cross_site(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    if parts.method == Method::GET || parts.method == Method::HEAD {
+        return Ok(());
+    }
+    let site = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("same-origin");
+    if matches!(site, "same-origin" | "none") {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// The client's address, for throttling and the audit log.
+pub fn client_addr(connect: Option<&ConnectInfo<SocketAddr>>) -> std::net::IpAddr {
+    connect
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Adds the security headers every response carries.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        header::HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    if is_api {
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
+}
+
+/// A JSON body with a status.
+pub fn json_with(status: StatusCode, value: impl serde::Serialize) -> Response {
+    (status, axum::Json(value)).into_response()
+}

@@ -1,0 +1,212 @@
+//! The OpenAPI 3.1 document, generated from the route table so it cannot drift from the router.
+
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use super::route_table;
+use crate::error::ApiError;
+use crate::tenancy::Access;
+
+/// `GET /openapi.json`.
+pub async fn document() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let body = DOC.get_or_init(|| build().to_string());
+    let mut response = body.clone().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The request body schema of a route, by reference to a component.
+fn request_body(method: &Method, path: &str) -> Option<&'static str> {
+    Some(match (method.as_str(), path) {
+        ("POST", "/api/v1/auth/login") => "LoginInput",
+        ("POST", "/api/v1/auth/password") => "PasswordInput",
+        ("POST", "/api/v1/orgs") => "NewOrgInput",
+        ("PATCH", "/api/v1/orgs/{org}") => "OrgPatch",
+        ("POST", "/api/v1/orgs/{org}/users") => "NewUserInput",
+        ("PATCH", "/api/v1/orgs/{org}/users/{id}") => "UserPatch",
+        ("POST", "/api/v1/orgs/{org}/sites") | ("PUT", "/api/v1/orgs/{org}/sites/{id}") => {
+            "SiteInput"
+        }
+        ("PUT", "/api/v1/orgs/{org}/settings") => "SettingsInput",
+        ("POST", "/api/v1/orgs/{org}/api-tokens") => "NewTokenInput",
+        _ => return None,
+    })
+}
+
+fn access_text(access: Access) -> String {
+    let roles =
+        |rs: &[crate::tenancy::Role]| rs.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+    match access {
+        Access::Public => "public".into(),
+        Access::Authenticated => "any signed-in user or API token".into(),
+        Access::SessionUser => "a signed-in user (session cookie), not an API token".into(),
+        Access::SuperAdmin => "super_admin".into(),
+        Access::Org(rs) => format!("members of {{org}} with role {}", roles(rs)),
+        Access::OrgOrSuperAdmin(rs) => {
+            format!("super_admin, or members of {{org}} with role {}", roles(rs))
+        }
+    }
+}
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+fn components() -> Value {
+    let role =
+        json!({ "type": "string", "enum": ["super_admin", "org_admin", "agent", "customer"] });
+    let staff_role = json!({ "type": "string", "enum": ["org_admin", "agent"] });
+    let interval = json!({ "type": "object", "required": ["open", "close"],
+        "properties": { "open": { "type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$" },
+                        "close": { "type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$" } } });
+    let day = json!({ "type": "array", "maxItems": 4, "items": interval });
+    let mut week = Map::new();
+    for d in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
+        week.insert(d.into(), day.clone());
+    }
+    let site_input = json!({ "type": "object", "required": ["name", "timezone", "business_hours"],
+        "additionalProperties": false,
+        "properties": {
+            "name": { "type": "string", "minLength": 1, "maxLength": 80 },
+            "timezone": { "type": "string", "description": "IANA time zone, e.g. Europe/Paris" },
+            "business_hours": { "type": "object", "additionalProperties": false,
+                "required": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "properties": week },
+            "holidays": { "type": "array", "items": { "type": "object", "required": ["date"],
+                "properties": { "date": { "type": "string", "format": "date" }, "name": string() } } } } });
+    json!({
+        "securitySchemes": {
+            "session": { "type": "apiKey", "in": "cookie", "name": "__Host-kc_session" },
+            "apiToken": { "type": "http", "scheme": "bearer", "description": "kct_… API token" }
+        },
+        "schemas": {
+            "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+                "type": "object", "required": ["code", "message"], "properties": {
+                    "code": { "type": "string", "enum": ApiError::CODES },
+                    "message": string(),
+                    "field": { "type": "string", "description": "the input field at fault (invalid_input)" },
+                    "retry_after_s": { "type": "integer", "description": "with too_many_attempts" } } } } },
+            "Role": role,
+            "Me": { "type": "object", "properties": {
+                "kind": { "type": "string", "enum": ["user", "api_token"] }, "role": { "$ref": "#/components/schemas/Role" },
+                "user": { "type": ["object", "null"] }, "token": { "type": ["object", "null"] },
+                "org": { "type": ["object", "null"] } } },
+            "Org": { "type": "object", "properties": { "id": { "type": "integer" }, "slug": string(),
+                "name": string(), "disabled": { "type": "boolean" }, "created_at": time(), "users": { "type": "integer" } } },
+            "User": { "type": "object", "properties": { "id": { "type": "integer" }, "email": string(),
+                "name": string(), "role": { "$ref": "#/components/schemas/Role" }, "disabled": { "type": "boolean" },
+                "must_change_password": { "type": "boolean" }, "created_at": time(), "last_sign_in_at": time() } },
+            "SiteInput": site_input,
+            "Settings": { "type": "object", "properties": {
+                "recording": { "type": "string", "enum": ["off", "on_with_consent"] },
+                "retention_days": { "type": "integer", "minimum": 1, "maximum": 3650 },
+                "technicians_may_review_recordings": { "type": "boolean" }, "updated_at": time() } },
+            "LoginInput": { "type": "object", "required": ["email", "password"], "additionalProperties": false,
+                "properties": { "email": string(), "password": string() } },
+            "PasswordInput": { "type": "object", "required": ["current_password", "new_password"],
+                "additionalProperties": false,
+                "properties": { "current_password": string(),
+                    "new_password": { "type": "string", "minLength": 8, "maxLength": 128 } } },
+            "NewOrgInput": { "type": "object", "required": ["slug", "name", "admin_email", "admin_name"],
+                "additionalProperties": false,
+                "properties": { "slug": { "type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$" },
+                    "name": string(), "admin_email": { "type": "string", "format": "email" }, "admin_name": string() } },
+            "OrgPatch": { "type": "object", "additionalProperties": false,
+                "properties": { "name": string(), "disabled": { "type": "boolean" } } },
+            "NewUserInput": { "type": "object", "required": ["email", "name", "role"], "additionalProperties": false,
+                "properties": { "email": { "type": "string", "format": "email" }, "name": string(),
+                    "role": staff_role, "password": { "type": "string", "description": "omit to generate one" } } },
+            "UserPatch": { "type": "object", "additionalProperties": false,
+                "properties": { "name": string(), "role": staff_role, "disabled": { "type": "boolean" } } },
+            "SettingsInput": { "type": "object", "additionalProperties": false,
+                "required": ["recording", "retention_days", "technicians_may_review_recordings"],
+                "properties": { "recording": { "type": "string", "enum": ["off", "on_with_consent"] },
+                    "retention_days": { "type": "integer", "minimum": 1, "maximum": 3650 },
+                    "technicians_may_review_recordings": { "type": "boolean" } } },
+            "NewTokenInput": { "type": "object", "required": ["name", "role"], "additionalProperties": false,
+                "properties": { "name": string(), "role": staff_role,
+                    "expires_in_days": { "type": "integer", "minimum": 1, "maximum": 3650 } } }
+        }
+    })
+}
+
+/// Builds the document.
+pub fn build() -> Value {
+    let mut paths = Map::new();
+    for spec in route_table() {
+        let mut op = json!({
+            "summary": spec.summary,
+            "x-access": access_text(spec.access),
+            "responses": {
+                spec.success.as_str(): { "description": spec.success.canonical_reason().unwrap_or("success") },
+                "default": { "description": "error", "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        if spec.access == Access::Public {
+            op["security"] = json!([]);
+        }
+        let params: Vec<Value> = ["org", "id"]
+            .iter()
+            .filter(|p| spec.path.contains(&format!("{{{p}}}")))
+            .map(|p| {
+                json!({ "name": p, "in": "path", "required": true,
+                        "schema": if *p == "id" { json!({ "type": "integer" }) } else { string() } })
+            })
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(schema) = request_body(&spec.method, spec.path) {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": {
+                "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+        }
+        let entry = paths
+            .entry(spec.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[spec.method.as_str().to_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Kioskcall tenant API", "version": env!("CARGO_PKG_VERSION") },
+        "security": [{ "session": [] }, { "apiToken": [] }],
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_every_body_has_a_schema() {
+        let doc = build();
+        for spec in route_table() {
+            let op = &doc["paths"][spec.path][spec.method.as_str().to_lowercase()];
+            assert!(op.is_object(), "{} {} missing", spec.method, spec.path);
+            let takes_body = matches!(spec.method, Method::POST | Method::PUT | Method::PATCH)
+                && spec.path != "/api/v1/auth/logout";
+            assert_eq!(
+                takes_body,
+                request_body(&spec.method, spec.path).is_some(),
+                "{} {}",
+                spec.method,
+                spec.path
+            );
+            if let Some(schema) = request_body(&spec.method, spec.path) {
+                assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+            }
+        }
+    }
+}

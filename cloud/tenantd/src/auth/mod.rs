@@ -1,0 +1,5 @@
+//! Authentication: passwords, session and API tokens, sign-in throttling.
+
+pub mod password;
+pub mod throttle;
+pub mod tokens;

@@ -1,0 +1,350 @@
+//! tenantd: the Kioskcall tenant service.
+//!
+//! Why it exists: every organization (a retailer with shops) gets its users, roles, sites,
+//! settings and audit log here, and its agents and admins work in the web console it serves.
+//! Later issues add the device fleet (MQTT), OTP, routing and call signalling to the same
+//! process.
+//!
+//! Main types: [`store::SqliteStore`] (all persistence), [`tenancy::authorize`] (the one access
+//! decision), [`api::route_table`] (every route with its rule), [`console`] (embedded web UI),
+//! [`tls`] (HTTPS and the local CA), and [`Server`], which ties them together.
+//!
+//! Threads and tasks: a multi-threaded tokio runtime serves HTTPS (axum over rustls); SQLite
+//! and argon2 work run on tokio's blocking pool, argon2 bounded by a semaphore, so request
+//! tasks never block. [`Server::shutdown`] stops accepting and lets requests in flight finish.
+//!
+//! Limits today: one SQLite writer (see [`store`]); throttling and the hash semaphore are per
+//! process, so several replicas each throttle on their own.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod console;
+pub mod error;
+pub mod sites;
+pub mod store;
+pub mod tenancy;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+
+use auth::password::{check_policy, HashCost, Password, PasswordHasher};
+use auth::throttle::{LoginThrottle, ThrottlePolicy};
+use auth::tokens::SessionPolicy;
+use store::{By, NewUser, SqliteStore, StoreError, User};
+use tenancy::{OrgScope, Role};
+use tls::TlsSource;
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// What can stop tenantd.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Hash(#[from] auth::password::HashError),
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the store already has a super admin; use `tenantd reset-password` to regain access")]
+    AlreadyBootstrapped,
+    #[error("invalid {what}: {message}")]
+    Invalid { what: &'static str, message: String },
+}
+
+/// Everything `tenantd serve` needs, validated before any socket opens.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: TlsSource,
+    pub hash_cost: HashCost,
+    pub sessions: SessionPolicy,
+    pub throttle: ThrottlePolicy,
+}
+
+impl ServeConfig {
+    /// Defaults for a data dir and address.
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        ServeConfig {
+            data_dir: data_dir.into(),
+            listen,
+            tls: TlsSource::LocalCa {
+                extra_names: Vec::new(),
+            },
+            hash_cost: HashCost::default(),
+            sessions: SessionPolicy::default(),
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
+/// Creates the data dir (mode 0700) and opens the store in it.
+pub fn open_data_dir(dir: &Path) -> Result<SqliteStore, Error> {
+    let err = |source| Error::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(SqliteStore::open(dir)?)
+}
+
+/// A running HTTPS server.
+#[derive(Debug)]
+pub struct Server {
+    /// The address it listens on (the real port when configured with port 0).
+    pub addr: SocketAddr,
+    /// The local CA clients should trust, when tenantd made its own certificate.
+    pub ca_file: Option<PathBuf>,
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Opens the store, loads or makes the certificate, and starts serving HTTPS.
+    pub async fn start(config: ServeConfig) -> Result<Server, Error> {
+        let store = open_data_dir(&config.data_dir)?;
+        let tls = tls::load(&config.data_dir, &config.tls)?;
+        let hasher = PasswordHasher::new(config.hash_cost)?;
+        let hashing_slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        let state = api::AppState {
+            store,
+            hasher: Arc::new(hasher),
+            hashing: Arc::new(tokio::sync::Semaphore::new(hashing_slots)),
+            throttle: Arc::new(Mutex::new(LoginThrottle::new(config.throttle.clone()))),
+            sessions: config.sessions.clone(),
+            started: Instant::now(),
+        };
+        let app = app(state);
+        let handle = axum_server::Handle::new();
+        let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| Error::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let server = axum_server::from_tcp_rustls(listener, rustls).handle(handle.clone());
+        let task = tokio::spawn(async move {
+            server
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+        });
+        tracing::info!(%addr, "serving HTTPS");
+        Ok(Server {
+            addr,
+            ca_file: tls.ca_file,
+            handle,
+            task,
+        })
+    }
+
+    /// Stops accepting, gives requests in flight up to 10 s, and waits for the server to end.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        self.task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+}
+
+/// The whole HTTP application: API, console, security headers, body limit.
+pub fn app(state: api::AppState) -> Router {
+    Router::new()
+        .merge(api::router(state.clone()))
+        .merge(console::router())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(api::security_headers))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops gracefully.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let server = Server::start(config).await?;
+    if let Some(ca) = &server.ca_file {
+        println!(
+            "tenantd: HTTPS on https://{} with a local CA; clients trust {}",
+            server.addr,
+            ca.display()
+        );
+    }
+    shutdown.await;
+    tracing::info!("shutting down");
+    server.shutdown().await.map_err(|source| Error::Listen {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// Creates the first super admin. With no password given, one is generated and returned.
+pub fn bootstrap(
+    data_dir: &Path,
+    email: &str,
+    name: &str,
+    password: Option<Password>,
+    cost: HashCost,
+) -> Result<(User, Option<Password>), Error> {
+    let store = open_data_dir(data_dir)?;
+    let email = api::validate_email(email).map_err(|m| Error::Invalid {
+        what: "email",
+        message: m,
+    })?;
+    if store.blocking(|db| db.super_admin_exists())? {
+        return Err(Error::AlreadyBootstrapped);
+    }
+    let (password, generated) = match password {
+        Some(p) => {
+            check_policy(&p, Some(&email)).map_err(|v| Error::Invalid {
+                what: "password",
+                message: v.to_string(),
+            })?;
+            (p, false)
+        }
+        None => (Password::generate(), true),
+    };
+    let hash = PasswordHasher::new(cost)?.hash(&password)?;
+    let by = By::new("tenantd bootstrap");
+    let user = store.blocking(|db| db.create_super_admin(&by, &email, name, &hash))?;
+    Ok((user, generated.then_some(password)))
+}
+
+/// The demo organization's sign-ins, printed by `tenantd demo`.
+#[derive(Debug)]
+pub struct DemoLogins {
+    pub org_slug: String,
+    pub admin_email: String,
+    pub admin_password: Password,
+    pub agent_email: String,
+    pub agent_password: Password,
+}
+
+/// Creates (or refreshes) the demo organization "demo" with an admin, an agent and a site,
+/// giving both users new generated passwords on every call.
+pub fn ensure_demo(data_dir: &Path, cost: HashCost) -> Result<DemoLogins, Error> {
+    const SLUG: &str = "demo";
+    const ADMIN: &str = "admin@demo.example";
+    const AGENT: &str = "agent@demo.example";
+    let store = open_data_dir(data_dir)?;
+    let hasher = PasswordHasher::new(cost)?;
+    let admin_password = Password::generate();
+    let agent_password = Password::generate();
+    let admin_hash = hasher.hash(&admin_password)?;
+    let agent_hash = hasher.hash(&agent_password)?;
+    let by = By::new("tenantd demo");
+    store.blocking(|db| {
+        let org = match db.org_ref(SLUG)? {
+            Some(org) => org,
+            None => {
+                let admin = NewUser {
+                    email: ADMIN.into(),
+                    name: "Demo Admin".into(),
+                    role: Role::OrgAdmin,
+                    password_hash: admin_hash.clone(),
+                    must_change_password: false,
+                };
+                db.create_org(&by, SLUG, "Demo Shop", &admin)?;
+                db.org_ref(SLUG)?.ok_or(StoreError::NotFound)?
+            }
+        };
+        let scope = OrgScope::trusted_internal(org);
+        if db.login_record(AGENT)?.is_none() {
+            let agent = NewUser {
+                email: AGENT.into(),
+                name: "Demo Agent".into(),
+                role: Role::Agent,
+                password_hash: agent_hash.clone(),
+                must_change_password: false,
+            };
+            db.create_user(&scope, &by, &agent)?;
+        }
+        if db.list_sites(&scope)?.is_empty() {
+            let spec = demo_site()
+                .validate()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            db.save_site(&scope, &by, None, &spec)?;
+        }
+        db.reset_password(&by, ADMIN, &admin_hash, false)?;
+        db.reset_password(&by, AGENT, &agent_hash, false)?;
+        Ok(())
+    })?;
+    Ok(DemoLogins {
+        org_slug: SLUG.into(),
+        admin_email: ADMIN.into(),
+        admin_password,
+        agent_email: AGENT.into(),
+        agent_password,
+    })
+}
+
+fn demo_site() -> sites::SiteInput {
+    let day = || {
+        vec![sites::Interval {
+            open: "09:00".into(),
+            close: "19:00".into(),
+        }]
+    };
+    sites::SiteInput {
+        name: "Main Street".into(),
+        timezone: "Europe/Paris".into(),
+        business_hours: sites::WeeklyHours {
+            mon: day(),
+            tue: day(),
+            wed: day(),
+            thu: day(),
+            fri: day(),
+            sat: vec![sites::Interval {
+                open: "10:00".into(),
+                close: "17:00".into(),
+            }],
+            sun: vec![],
+        },
+        holidays: vec![sites::Holiday {
+            date: "2026-12-25".into(),
+            name: "Christmas Day".into(),
+        }],
+    }
+}
+
+/// Sets a user's password from the operator's command line; every session of the user ends.
+pub fn reset_password(data_dir: &Path, email: &str, cost: HashCost) -> Result<Password, Error> {
+    let store = open_data_dir(data_dir)?;
+    let password = Password::generate();
+    let hash = PasswordHasher::new(cost)?.hash(&password)?;
+    let by = By::new("tenantd reset-password");
+    store.blocking(|db| db.reset_password(&by, email, &hash, true))?;
+    Ok(password)
+}

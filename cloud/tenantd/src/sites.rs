@@ -1,0 +1,327 @@
+//! Sites: a shop location with its time zone, weekly business hours and holidays.
+//!
+//! Plain values and their validation; routing (which needs "is this site open now, and when does
+//! it open next") will read the same types. Validation happens once, when a [`SiteInput`]
+//! becomes a [`SiteSpec`], so everything stored is known to be well-formed.
+
+use std::collections::BTreeSet;
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// Longest site name.
+pub const MAX_NAME: usize = 80;
+/// At most this many opening intervals a day.
+pub const MAX_INTERVALS_PER_DAY: usize = 4;
+/// At most this many holidays per site.
+pub const MAX_HOLIDAYS: usize = 400;
+
+/// One opening interval, local time, `close` after `open`; `close` may be `"24:00"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    pub open: String,
+    pub close: String,
+}
+
+/// Opening intervals for each day of the week, Monday first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklyHours {
+    pub mon: Vec<Interval>,
+    pub tue: Vec<Interval>,
+    pub wed: Vec<Interval>,
+    pub thu: Vec<Interval>,
+    pub fri: Vec<Interval>,
+    pub sat: Vec<Interval>,
+    pub sun: Vec<Interval>,
+}
+
+impl WeeklyHours {
+    /// The days with their names, Monday first.
+    pub fn days(&self) -> [(&'static str, &Vec<Interval>); 7] {
+        [
+            ("mon", &self.mon),
+            ("tue", &self.tue),
+            ("wed", &self.wed),
+            ("thu", &self.thu),
+            ("fri", &self.fri),
+            ("sat", &self.sat),
+            ("sun", &self.sun),
+        ]
+    }
+}
+
+/// A day the site is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holiday {
+    pub date: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A site as a client sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteInput {
+    pub name: String,
+    pub timezone: String,
+    pub business_hours: WeeklyHours,
+    #[serde(default)]
+    pub holidays: Vec<Holiday>,
+}
+
+/// A validated site, ready to store: names trimmed, intervals sorted, holidays sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSpec {
+    pub name: String,
+    pub timezone: String,
+    pub business_hours: WeeklyHours,
+    pub holidays: Vec<Holiday>,
+}
+
+/// Minutes since midnight of an `HH:MM` time, 0..=1440.
+fn minutes(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u32 = h.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    match (h, m) {
+        (24, 0) => Some(1440),
+        (0..=23, 0..=59) => Some(h * 60 + m),
+        _ => None,
+    }
+}
+
+fn check_day(day: &str, intervals: &[Interval]) -> Result<Vec<Interval>, ApiError> {
+    if intervals.len() > MAX_INTERVALS_PER_DAY {
+        return Err(ApiError::invalid(
+            "business_hours",
+            format!("{day}: at most {MAX_INTERVALS_PER_DAY} opening intervals a day"),
+        ));
+    }
+    let mut spans = Vec::with_capacity(intervals.len());
+    for i in intervals {
+        let bad = |what: &str| {
+            ApiError::invalid(
+                "business_hours",
+                format!("{day}: {what} must be a time HH:MM between 00:00 and 24:00"),
+            )
+        };
+        let open = minutes(&i.open)
+            .filter(|m| *m < 1440)
+            .ok_or_else(|| bad("open"))?;
+        let close = minutes(&i.close).ok_or_else(|| bad("close"))?;
+        if close <= open {
+            return Err(ApiError::invalid(
+                "business_hours",
+                format!("{day}: {}–{} closes before it opens", i.open, i.close),
+            ));
+        }
+        spans.push((open, close, i.clone()));
+    }
+    spans.sort_by_key(|(open, _, _)| *open);
+    for pair in spans.windows(2) {
+        if pair[1].0 < pair[0].1 {
+            return Err(ApiError::invalid(
+                "business_hours",
+                format!(
+                    "{day}: {}–{} overlaps {}–{}",
+                    pair[0].2.open, pair[0].2.close, pair[1].2.open, pair[1].2.close
+                ),
+            ));
+        }
+    }
+    Ok(spans.into_iter().map(|(_, _, i)| i).collect())
+}
+
+impl SiteInput {
+    /// Validates every field; the error names the field and says what is wrong.
+    pub fn validate(self) -> Result<SiteSpec, ApiError> {
+        let name = self.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > MAX_NAME {
+            return Err(ApiError::invalid(
+                "name",
+                format!("the site name must have 1 to {MAX_NAME} characters"),
+            ));
+        }
+        let timezone = self.timezone.trim().to_string();
+        if TimeZone::get(&timezone).is_err() {
+            return Err(ApiError::invalid(
+                "timezone",
+                format!("unknown time zone {timezone:?}; use an IANA name such as Europe/Paris"),
+            ));
+        }
+        let h = &self.business_hours;
+        let business_hours = WeeklyHours {
+            mon: check_day("mon", &h.mon)?,
+            tue: check_day("tue", &h.tue)?,
+            wed: check_day("wed", &h.wed)?,
+            thu: check_day("thu", &h.thu)?,
+            fri: check_day("fri", &h.fri)?,
+            sat: check_day("sat", &h.sat)?,
+            sun: check_day("sun", &h.sun)?,
+        };
+        if self.holidays.len() > MAX_HOLIDAYS {
+            return Err(ApiError::invalid(
+                "holidays",
+                format!("at most {MAX_HOLIDAYS} holidays"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        let mut holidays = Vec::with_capacity(self.holidays.len());
+        for holiday in self.holidays {
+            let date: Date = holiday.date.parse().map_err(|_| {
+                ApiError::invalid(
+                    "holidays",
+                    format!("{:?} is not a date YYYY-MM-DD", holiday.date),
+                )
+            })?;
+            if !seen.insert(date) {
+                return Err(ApiError::invalid(
+                    "holidays",
+                    format!("{date} is listed twice"),
+                ));
+            }
+            let name = holiday.name.trim().to_string();
+            if name.chars().count() > MAX_NAME {
+                return Err(ApiError::invalid(
+                    "holidays",
+                    format!("holiday names have at most {MAX_NAME} characters"),
+                ));
+            }
+            holidays.push((
+                date,
+                Holiday {
+                    date: date.to_string(),
+                    name,
+                },
+            ));
+        }
+        holidays.sort_by_key(|(d, _)| *d);
+        Ok(SiteSpec {
+            name,
+            timezone,
+            business_hours,
+            holidays: holidays.into_iter().map(|(_, h)| h).collect(),
+        })
+    }
+}
+
+impl SiteSpec {
+    /// Whether the site is open at `at` (its own time zone, holidays closed all day).
+    pub fn is_open_at(&self, at: jiff::Timestamp) -> bool {
+        let Ok(tz) = TimeZone::get(&self.timezone) else {
+            return false;
+        };
+        let local = at.to_zoned(tz);
+        let date = local.date().to_string();
+        if self.holidays.iter().any(|h| h.date == date) {
+            return false;
+        }
+        let day = self.business_hours.days()[local.weekday().to_monday_zero_offset() as usize].1;
+        let t: Time = local.time();
+        let now = u32::from(t.hour().unsigned_abs()) * 60 + u32::from(t.minute().unsigned_abs());
+        day.iter().any(|i| {
+            matches!((minutes(&i.open), minutes(&i.close)), (Some(o), Some(c)) if o <= now && now < c)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(open: &str, close: &str) -> Interval {
+        Interval {
+            open: open.into(),
+            close: close.into(),
+        }
+    }
+
+    fn input(mon: Vec<Interval>) -> SiteInput {
+        SiteInput {
+            name: "  Lyon Part-Dieu ".into(),
+            timezone: "Europe/Paris".into(),
+            business_hours: WeeklyHours {
+                mon,
+                ..WeeklyHours::default()
+            },
+            holidays: vec![Holiday {
+                date: "2026-12-25".into(),
+                name: "Noël".into(),
+            }],
+        }
+    }
+
+    fn field_of(e: ApiError) -> &'static str {
+        match e {
+            ApiError::InvalidInput { field, .. } => field,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_site_is_normalized() {
+        let spec = input(vec![iv("14:00", "18:00"), iv("09:00", "12:30")])
+            .validate()
+            .unwrap();
+        assert_eq!(spec.name, "Lyon Part-Dieu");
+        assert_eq!(spec.business_hours.mon[0].open, "09:00");
+        assert!(input(vec![iv("00:00", "24:00")]).validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        assert_eq!(
+            field_of(input(vec![iv("9:00", "12:00")]).validate().unwrap_err()),
+            "business_hours"
+        );
+        assert_eq!(
+            field_of(input(vec![iv("12:00", "09:00")]).validate().unwrap_err()),
+            "business_hours"
+        );
+        assert_eq!(
+            field_of(
+                input(vec![iv("09:00", "13:00"), iv("12:00", "18:00")])
+                    .validate()
+                    .unwrap_err()
+            ),
+            "business_hours"
+        );
+        assert_eq!(
+            field_of(input(vec![iv("24:00", "24:00")]).validate().unwrap_err()),
+            "business_hours"
+        );
+        let mut bad_tz = input(vec![]);
+        bad_tz.timezone = "Mars/Olympus".into();
+        assert_eq!(field_of(bad_tz.validate().unwrap_err()), "timezone");
+        let mut twice = input(vec![]);
+        twice.holidays.push(twice.holidays[0].clone());
+        assert_eq!(field_of(twice.validate().unwrap_err()), "holidays");
+        let mut blank = input(vec![]);
+        blank.name = "   ".into();
+        assert_eq!(field_of(blank.validate().unwrap_err()), "name");
+    }
+
+    #[test]
+    fn open_follows_local_time_and_holidays() {
+        let spec = input(vec![iv("09:00", "12:30")]).validate().unwrap();
+        // Monday 2026-11-23 10:00 in Paris is 09:00 UTC.
+        let open: jiff::Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+        let closed: jiff::Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+        assert!(spec.is_open_at(open));
+        assert!(!spec.is_open_at(closed));
+        let mut on_holiday = spec.clone();
+        on_holiday.holidays.push(Holiday {
+            date: "2026-11-23".into(),
+            name: String::new(),
+        });
+        assert!(!on_holiday.is_open_at(open));
+    }
+}

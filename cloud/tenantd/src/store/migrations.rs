@@ -1,0 +1,90 @@
+//! Versioned schema migrations, applied in order inside one transaction each; the version is
+//! SQLite's `user_version`. Never edit a released migration: add the next one.
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: organizations, users, sessions, API tokens, sites, settings, audit log.
+    r#"
+CREATE TABLE orgs (
+    id          INTEGER PRIMARY KEY,
+    slug        TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    disabled    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE users (
+    id                    INTEGER PRIMARY KEY,
+    org_id                INTEGER REFERENCES orgs(id),
+    email                 TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    name                  TEXT NOT NULL,
+    role                  TEXT NOT NULL CHECK (role IN ('super_admin', 'org_admin', 'agent')),
+    password_hash         TEXT NOT NULL,
+    must_change_password  INTEGER NOT NULL DEFAULT 0,
+    disabled              INTEGER NOT NULL DEFAULT 0,
+    created_at            INTEGER NOT NULL,
+    last_sign_in_at       INTEGER,
+    CHECK ((role = 'super_admin') = (org_id IS NULL))
+);
+CREATE INDEX users_org ON users(org_id);
+
+CREATE TABLE sessions (
+    token_hash    BLOB PRIMARY KEY,
+    user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+
+CREATE TABLE api_tokens (
+    id            INTEGER PRIMARY KEY,
+    org_id        INTEGER NOT NULL REFERENCES orgs(id),
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('org_admin', 'agent')),
+    prefix        TEXT NOT NULL,
+    token_hash    BLOB NOT NULL UNIQUE,
+    created_by    TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    last_used_at  INTEGER,
+    revoked_at    INTEGER
+);
+CREATE INDEX api_tokens_org ON api_tokens(org_id);
+
+CREATE TABLE sites (
+    id              INTEGER PRIMARY KEY,
+    org_id          INTEGER NOT NULL REFERENCES orgs(id),
+    name            TEXT NOT NULL,
+    timezone        TEXT NOT NULL,
+    business_hours  TEXT NOT NULL,
+    holidays        TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (org_id, name)
+);
+
+CREATE TABLE org_settings (
+    org_id                             INTEGER PRIMARY KEY REFERENCES orgs(id),
+    recording                          TEXT NOT NULL DEFAULT 'off'
+                                       CHECK (recording IN ('off', 'on_with_consent')),
+    retention_days                     INTEGER NOT NULL DEFAULT 90
+                                       CHECK (retention_days BETWEEN 1 AND 3650),
+    technicians_may_review_recordings  INTEGER NOT NULL DEFAULT 0,
+    updated_at                         INTEGER NOT NULL
+);
+
+CREATE TABLE audit_log (
+    chain      TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    org_id     INTEGER REFERENCES orgs(id),
+    at         INTEGER NOT NULL,
+    actor      TEXT,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    detail     TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    PRIMARY KEY (chain, seq)
+) WITHOUT ROWID;
+"#,
+];
