@@ -193,6 +193,12 @@ pub fn authorize(
                     principal: Some(principal),
                     scope: None,
                 })
+            } else if org_in_path
+                .is_some_and(|slug| principal.org.as_ref().is_none_or(|org| org.slug != slug))
+            {
+                // Even platform routes about an organization do not confirm that another
+                // organization exists.
+                Err(ApiError::NotFound)
             } else {
                 Err(ApiError::Forbidden)
             }

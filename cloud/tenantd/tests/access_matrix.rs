@@ -1,0 +1,483 @@
+//! The role × endpoint × tenant matrix: every route of the router, tried as every kind of
+//! caller, on its own organization, on another organization, and with another organization's
+//! resource id under its own organization. The expectations are this file's own table; the test
+//! fails when the router has a route the table does not know (or the reverse), so a new route
+//! cannot skip it. Zero unexpected allows.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{site_body, Cred, TestCloud, STAFF_PASSWORD};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tenantd::tenancy::{OrgRef, Role};
+
+/// Kinds of caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    Anonymous,
+    SuperAdmin,
+    OrgAdmin,
+    Agent,
+    AdminToken,
+    AgentToken,
+}
+
+const EVERYONE: &[Who] = &[
+    Who::Anonymous,
+    Who::SuperAdmin,
+    Who::OrgAdmin,
+    Who::Agent,
+    Who::AdminToken,
+    Who::AgentToken,
+];
+const SIGNED_IN: &[Who] = &[
+    Who::SuperAdmin,
+    Who::OrgAdmin,
+    Who::Agent,
+    Who::AdminToken,
+    Who::AgentToken,
+];
+const SESSIONS: &[Who] = &[Who::SuperAdmin, Who::OrgAdmin, Who::Agent];
+const ROOT: &[Who] = &[Who::SuperAdmin];
+const ADMINS: &[Who] = &[Who::OrgAdmin, Who::AdminToken];
+const MEMBERS_AND_ROOT: &[Who] = &[
+    Who::SuperAdmin,
+    Who::OrgAdmin,
+    Who::Agent,
+    Who::AdminToken,
+    Who::AgentToken,
+];
+
+/// What a route's `{id}` names.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    None,
+    User,
+    Site,
+    Token,
+}
+
+/// Who may use a route on their own organization, the resource its `{id}` names, and whether
+/// a super admin may use it on any organization.
+struct Expect {
+    allowed: &'static [Who],
+    target: Target,
+    body: fn(usize) -> Option<Value>,
+    /// The call ends or changes the caller's own session: use a fresh caller for it.
+    fresh_caller: bool,
+}
+
+fn no_body(_: usize) -> Option<Value> {
+    None
+}
+
+fn expectations() -> BTreeMap<(String, &'static str), Expect> {
+    let mut t = BTreeMap::new();
+    let mut add = |m: Method,
+                   path: &'static str,
+                   allowed: &'static [Who],
+                   target: Target,
+                   body: fn(usize) -> Option<Value>| {
+        let fresh_caller = path == "/api/v1/auth/logout" || path == "/api/v1/auth/password";
+        t.insert(
+            (m.to_string(), path),
+            Expect {
+                allowed,
+                target,
+                body,
+                fresh_caller,
+            },
+        );
+    };
+    use Target as T;
+    add(Method::GET, "/api/v1/health", EVERYONE, T::None, no_body);
+    add(
+        Method::GET,
+        "/api/v1/openapi.json",
+        EVERYONE,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/auth/login",
+        EVERYONE,
+        T::None,
+        |_| Some(json!({ "email": "login-probe@a.example", "password": STAFF_PASSWORD })),
+    );
+    add(
+        Method::POST,
+        "/api/v1/auth/logout",
+        SESSIONS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/auth/password",
+        SESSIONS,
+        T::None,
+        |n| {
+            Some(
+                json!({ "current_password": STAFF_PASSWORD, "new_password": format!("a brand new secret {n}") }),
+            )
+        },
+    );
+    add(Method::GET, "/api/v1/me", SIGNED_IN, T::None, no_body);
+    add(
+        Method::GET,
+        "/api/v1/platform/health",
+        ROOT,
+        T::None,
+        no_body,
+    );
+    add(Method::GET, "/api/v1/orgs", ROOT, T::None, no_body);
+    add(Method::POST, "/api/v1/orgs", ROOT, T::None, |n| {
+        Some(
+            json!({ "slug": format!("new-org-{n}"), "name": "New", "admin_email": format!("boss{n}@new.example"), "admin_name": "Boss" }),
+        )
+    });
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}",
+        MEMBERS_AND_ROOT,
+        T::None,
+        no_body,
+    );
+    add(Method::PATCH, "/api/v1/orgs/{org}", ROOT, T::None, |n| {
+        Some(json!({ "name": format!("Renamed {n}") }))
+    });
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/users",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/users",
+        ADMINS,
+        T::None,
+        |n| Some(json!({ "email": format!("made{n}@x.example"), "name": "Made", "role": "agent" })),
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/users/{id}",
+        ADMINS,
+        T::User,
+        no_body,
+    );
+    add(
+        Method::PATCH,
+        "/api/v1/orgs/{org}/users/{id}",
+        ADMINS,
+        T::User,
+        |n| Some(json!({ "name": format!("Renamed {n}") })),
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/sites",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/sites",
+        ADMINS,
+        T::None,
+        |n| Some(site_body(&format!("New site {n}"))),
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/sites/{id}",
+        ADMINS,
+        T::Site,
+        no_body,
+    );
+    add(
+        Method::PUT,
+        "/api/v1/orgs/{org}/sites/{id}",
+        ADMINS,
+        T::Site,
+        |n| Some(site_body(&format!("Replaced site {n}"))),
+    );
+    add(
+        Method::DELETE,
+        "/api/v1/orgs/{org}/sites/{id}",
+        ADMINS,
+        T::Site,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/settings",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::PUT,
+        "/api/v1/orgs/{org}/settings",
+        ADMINS,
+        T::None,
+        |n| {
+            Some(
+                json!({ "recording": "on_with_consent", "retention_days": 30 + n % 100,
+                     "technicians_may_review_recordings": false }),
+            )
+        },
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/api-tokens",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/api-tokens",
+        ADMINS,
+        T::None,
+        |n| Some(json!({ "name": format!("made {n}"), "role": "agent" })),
+    );
+    add(
+        Method::DELETE,
+        "/api/v1/orgs/{org}/api-tokens/{id}",
+        ADMINS,
+        T::Token,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/audit",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/audit/verify",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    t
+}
+
+/// The callers of one organization (plus the platform's super admin and anonymous).
+struct Callers {
+    org: OrgRef,
+    creds: BTreeMap<Who, Cred>,
+}
+
+static FRESH: AtomicUsize = AtomicUsize::new(0);
+
+impl Callers {
+    async fn make(cloud: &TestCloud, root: &Cred, org: &OrgRef) -> Callers {
+        let admin = cloud
+            .staff(org, &format!("admin@{}.example", org.slug), Role::OrgAdmin)
+            .await;
+        let agent = cloud
+            .staff(org, &format!("agent@{}.example", org.slug), Role::Agent)
+            .await;
+        let (_, admin_token) = cloud.token(&admin, org, "org_admin").await;
+        let (_, agent_token) = cloud.token(&admin, org, "agent").await;
+        let creds = BTreeMap::from([
+            (Who::Anonymous, Cred::None),
+            (Who::SuperAdmin, root.clone()),
+            (Who::OrgAdmin, admin),
+            (Who::Agent, agent),
+            (Who::AdminToken, admin_token),
+            (Who::AgentToken, agent_token),
+        ]);
+        Callers {
+            org: org.clone(),
+            creds,
+        }
+    }
+
+    /// A caller of this kind that may be used up (signed out, password changed).
+    async fn fresh(&self, cloud: &TestCloud, who: Who) -> Cred {
+        let n = FRESH.fetch_add(1, Ordering::SeqCst);
+        match who {
+            Who::OrgAdmin | Who::Agent => {
+                let role = if who == Who::OrgAdmin {
+                    Role::OrgAdmin
+                } else {
+                    Role::Agent
+                };
+                cloud
+                    .staff(
+                        &self.org,
+                        &format!("fresh{n}@{}.example", self.org.slug),
+                        role,
+                    )
+                    .await
+            }
+            Who::SuperAdmin => {
+                let email = format!("root{n}@platform.example");
+                let hash = tenantd::auth::password::PasswordHasher::new(Default::default())
+                    .unwrap()
+                    .hash(&tenantd::auth::password::Password::new(STAFF_PASSWORD))
+                    .unwrap();
+                cloud
+                    .store
+                    .blocking(|db| {
+                        db.create_super_admin(
+                            &tenantd::store::By::new("test"),
+                            &email,
+                            "Root",
+                            &hash,
+                        )
+                    })
+                    .unwrap();
+                cloud.login(&email, STAFF_PASSWORD).await
+            }
+            other => self.creds[&other].clone(),
+        }
+    }
+}
+
+/// Makes the resource a route's `{id}` names, in `org`.
+async fn make_target(cloud: &TestCloud, admin: &Cred, org: &OrgRef, target: Target) -> String {
+    let n = FRESH.fetch_add(1, Ordering::SeqCst);
+    match target {
+        Target::None => String::new(),
+        Target::User => cloud
+            .add_user(org, &format!("target{n}@{}.example", org.slug), Role::Agent)
+            .to_string(),
+        Target::Site => {
+            let (status, body) = cloud
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/sites", org.slug),
+                    admin,
+                    Some(site_body(&format!("Target site {n}"))),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].to_string()
+        }
+        Target::Token => cloud.token(admin, org, "agent").await.0.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_as_every_role_for_every_tenant() {
+    let cloud = TestCloud::start().await;
+    let root = cloud.login_root().await;
+    let org_a = cloud.create_org(&root, "alpha").await;
+    let org_b = cloud.create_org(&root, "bravo").await;
+    cloud.add_user(&org_a, "login-probe@a.example", Role::Agent);
+    let a = Callers::make(&cloud, &root, &org_a).await;
+    let b = Callers::make(&cloud, &root, &org_b).await;
+    let admin_a = a.creds[&Who::OrgAdmin].clone();
+    let admin_b = b.creds[&Who::OrgAdmin].clone();
+
+    // The table must cover exactly the router's routes.
+    let table = expectations();
+    let routes = tenantd::api::route_table();
+    let routed: BTreeSet<(String, &str)> = routes
+        .iter()
+        .map(|r| (r.method.to_string(), r.path))
+        .collect();
+    let expected: BTreeSet<(String, &str)> = table.keys().cloned().collect();
+    assert_eq!(
+        routed.difference(&expected).collect::<Vec<_>>(),
+        Vec::<&(String, &str)>::new(),
+        "routes without an expectation: add them to this test"
+    );
+    assert_eq!(
+        expected.difference(&routed).collect::<Vec<_>>(),
+        Vec::<&(String, &str)>::new(),
+        "expectations for routes that no longer exist"
+    );
+
+    let mut unexpected = Vec::new();
+    let mut tried = 0;
+    let mut n = 0;
+    for route in &routes {
+        let exp = &table[&(route.method.to_string(), route.path)];
+        let org_scoped = route.path.contains("{org}");
+        // (label, path org, resource org): own, another org's, and another org's resource
+        // under the caller's own org.
+        let mut cases = vec![("own", &org_a, &org_a)];
+        if org_scoped {
+            cases.push(("other-org", &org_b, &org_b));
+            if !matches!(exp.target, Target::None) {
+                cases.push(("other-org-id", &org_a, &org_b));
+            }
+        }
+        for who in EVERYONE {
+            for (case, path_org, resource_org) in &cases {
+                n += 1;
+                let resource_admin = if resource_org.slug == org_a.slug {
+                    &admin_a
+                } else {
+                    &admin_b
+                };
+                let id = make_target(&cloud, resource_admin, resource_org, exp.target).await;
+                let path = route
+                    .path
+                    .replace("{org}", &path_org.slug)
+                    .replace("{id}", &id);
+                let cred = if exp.fresh_caller {
+                    a.fresh(&cloud, *who).await
+                } else {
+                    a.creds[who].clone()
+                };
+                let (status, body) = cloud
+                    .call(route.method.clone(), &path, &cred, (exp.body)(n))
+                    .await;
+                tried += 1;
+                let super_sees_all = *who == Who::SuperAdmin;
+                let should_allow = exp.allowed.contains(who)
+                    && match *case {
+                        "own" => true,
+                        "other-org" => super_sees_all,
+                        _ => false,
+                    };
+                let label = format!(
+                    "{who:?} {} {path} [{case}] -> {status} {body}",
+                    route.method
+                );
+                if should_allow {
+                    assert_eq!(status, route.success.as_u16(), "expected success: {label}");
+                } else {
+                    if (200..300).contains(&status) {
+                        unexpected.push(label.clone());
+                    }
+                    assert!(
+                        [401, 403, 404].contains(&status),
+                        "a denial answers 401, 403 or 404: {label}"
+                    );
+                    if *who == Who::Anonymous {
+                        assert_eq!(status, 401, "{label}");
+                    }
+                    // Another organization's resources look exactly like missing ones.
+                    let foreign_org = *case == "other-org";
+                    let foreign_id = *case == "other-org-id" && exp.allowed.contains(who);
+                    if (foreign_org || foreign_id)
+                        && *who != Who::Anonymous
+                        && *who != Who::SuperAdmin
+                    {
+                        assert_eq!(status, 404, "{label}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(unexpected.is_empty(), "unexpected allows: {unexpected:#?}");
+    println!(
+        "access matrix: {tried} requests over {} routes, 0 unexpected allows",
+        routes.len()
+    );
+    assert!(tried > 300);
+}

@@ -1,0 +1,240 @@
+//! Test harness: a real tenantd on 127.0.0.1:0 with a real SQLite file in a temp dir, and an
+//! HTTPS client that trusts the CA tenantd made.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use reqwest::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE};
+use reqwest::{Client, Method, Response};
+use serde_json::{json, Value};
+use tenantd::auth::password::{HashCost, Password, PasswordHasher};
+use tenantd::store::{By, NewUser, SqliteStore};
+use tenantd::tenancy::{OrgRef, OrgScope, Role};
+use tenantd::{ServeConfig, Server};
+
+pub const ROOT_EMAIL: &str = "root@platform.example";
+pub const ROOT_PASSWORD: &str = "platform owner secret 2026";
+pub const STAFF_PASSWORD: &str = "staff member secret 2026";
+
+/// A running tenantd and what the tests need to talk to it.
+pub struct TestCloud {
+    pub dir: tempfile::TempDir,
+    pub server: Option<Server>,
+    pub base: String,
+    pub client: Client,
+    pub store: SqliteStore,
+    staff_hash: String,
+}
+
+/// Credentials a request is made with.
+#[derive(Debug, Clone)]
+pub enum Cred {
+    None,
+    Cookie(String),
+    Bearer(String),
+}
+
+impl TestCloud {
+    pub async fn start() -> TestCloud {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut ServeConfig)) -> TestCloud {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        tenantd::bootstrap(
+            &data,
+            ROOT_EMAIL,
+            "Root",
+            Some(Password::new(ROOT_PASSWORD)),
+            HashCost::default(),
+        )
+        .unwrap();
+        let mut config = ServeConfig::new(&data, SocketAddr::from(([127, 0, 0, 1], 0)));
+        tune(&mut config);
+        let server = Server::start(config).await.unwrap();
+        let ca = std::fs::read(server.ca_file.as_ref().unwrap()).unwrap();
+        let client = Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base = format!("https://localhost:{}", server.addr.port());
+        let store = SqliteStore::open(&data).unwrap();
+        let staff_hash = PasswordHasher::new(HashCost::default())
+            .unwrap()
+            .hash(&Password::new(STAFF_PASSWORD))
+            .unwrap();
+        TestCloud {
+            dir,
+            server: Some(server),
+            base,
+            client,
+            store,
+            staff_hash,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn ca_file(&self) -> &Path {
+        self.server.as_ref().unwrap().ca_file.as_deref().unwrap()
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        cred: &Cred,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut headers = HeaderMap::new();
+        match cred {
+            Cred::None => {}
+            Cred::Cookie(c) => {
+                headers.insert(
+                    COOKIE,
+                    HeaderValue::from_str(&format!("__Host-kc_session={c}")).unwrap(),
+                );
+            }
+            Cred::Bearer(t) => {
+                headers.insert(
+                    reqwest::header::AUTHORIZATION,
+                    HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+                );
+            }
+        }
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .headers(headers);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Sends and returns status and JSON body (Null when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        cred: &Cred,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let r = self.request(method, path, cred, body.as_ref()).await;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    /// Signs in and returns the session cookie value.
+    pub async fn login(&self, email: &str, password: &str) -> Cred {
+        let r = self
+            .request(
+                Method::POST,
+                "/api/v1/auth/login",
+                &Cred::None,
+                Some(&json!({ "email": email, "password": password })),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "sign-in of {email}");
+        Cred::Cookie(session_from(&r))
+    }
+
+    pub async fn login_root(&self) -> Cred {
+        self.login(ROOT_EMAIL, ROOT_PASSWORD).await
+    }
+
+    /// Creates an organization through the API (as the super admin) and returns its ref.
+    pub async fn create_org(&self, root: &Cred, slug: &str) -> OrgRef {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/orgs",
+                root,
+                Some(json!({ "slug": slug, "name": format!("Org {slug}"),
+                              "admin_email": format!("first-admin@{slug}.example"),
+                              "admin_name": "First Admin" })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        OrgRef {
+            id: body["org"]["id"].as_i64().unwrap(),
+            slug: slug.into(),
+            name: format!("Org {slug}"),
+        }
+    }
+
+    /// Adds a user straight into the store (known password, no change required): fast fixtures.
+    pub fn add_user(&self, org: &OrgRef, email: &str, role: Role) -> i64 {
+        let scope = OrgScope::trusted_internal(org.clone());
+        let new = NewUser {
+            email: email.into(),
+            name: "Test User".into(),
+            role,
+            password_hash: self.staff_hash.clone(),
+            must_change_password: false,
+        };
+        self.store
+            .blocking(|db| db.create_user(&scope, &By::new("test"), &new))
+            .unwrap()
+            .id
+    }
+
+    /// Adds a user and signs them in.
+    pub async fn staff(&self, org: &OrgRef, email: &str, role: Role) -> Cred {
+        self.add_user(org, email, role);
+        self.login(email, STAFF_PASSWORD).await
+    }
+
+    /// Creates an API token through the API with an admin's credentials.
+    pub async fn token(&self, admin: &Cred, org: &OrgRef, role: &str) -> (i64, Cred) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/orgs/{}/api-tokens", org.slug),
+                admin,
+                Some(json!({ "name": format!("{role} token"), "role": role })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["token"]["id"].as_i64().unwrap(),
+            Cred::Bearer(body["secret"].as_str().unwrap().to_string()),
+        )
+    }
+}
+
+/// The session cookie's value from a sign-in answer.
+pub fn session_from(r: &Response) -> String {
+    let cookie = r
+        .headers()
+        .get(SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
+    let pair = cookie.split(';').next().unwrap();
+    let (name, value) = pair.split_once('=').unwrap();
+    assert_eq!(name, "__Host-kc_session");
+    value.to_string()
+}
+
+/// A valid site body.
+pub fn site_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "timezone": "Europe/Paris",
+        "business_hours": { "mon": [{ "open": "09:00", "close": "18:00" }], "tue": [], "wed": [],
+                            "thu": [], "fri": [], "sat": [], "sun": [] },
+        "holidays": [{ "date": "2026-12-25", "name": "Christmas Day" }]
+    })
+}
