@@ -83,9 +83,8 @@ pub struct ChainReport {
 /// Checks entries given in ascending `seq` order.
 pub fn verify_chain(chain: &str, entries: impl IntoIterator<Item = AuditEntry>) -> ChainReport {
     let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1;
     let mut count = 0;
-    for e in entries {
+    for (expected_seq, e) in (1..).zip(entries) {
         count += 1;
         let recomputed = entry_hash(
             &e.chain,
@@ -108,7 +107,6 @@ pub fn verify_chain(chain: &str, entries: impl IntoIterator<Item = AuditEntry>) 
             };
         }
         prev = e.hash;
-        expected_seq += 1;
     }
     ChainReport {
         chain: chain.to_string(),

@@ -57,11 +57,7 @@ impl AppState {
         &self,
         f: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| ApiError::internal(e))?;
+        let _permit = self.hashing.acquire().await.map_err(ApiError::internal)?;
         let hasher = self.hasher.clone();
         tokio::task::spawn_blocking(move || f(&hasher))
             .await
