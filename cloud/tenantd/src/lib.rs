@@ -186,6 +186,7 @@ pub fn app(state: api::AppState) -> Router {
         .merge(console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(api::security_headers))
+        .route_layer(axum::middleware::from_fn(api::access_log))
         .with_state(state)
 }
 

@@ -772,3 +772,103 @@ async fn server_stops_on_shutdown() {
         "nothing listens any more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tls_1_2_and_1_3_are_offered() {
+    let cloud = TestCloud::start().await;
+    let port = cloud.server.as_ref().unwrap().addr.port();
+    let ca = cloud.ca_file().to_path_buf();
+    let outcome = |version: &'static str| {
+        let ca = ca.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut child = std::process::Command::new("openssl")
+                    .args([
+                        "s_client",
+                        "-connect",
+                        &format!("127.0.0.1:{port}"),
+                        version,
+                    ])
+                    .arg("-CAfile")
+                    .arg(&ca)
+                    .args(["-servername", "localhost", "-verify_return_error"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("openssl is installed by scripts/test");
+                drop(child.stdin.take());
+                let out = child.wait_with_output().unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert!(outcome("-tls1_3").await, "TLS 1.3 with the local CA");
+    assert!(outcome("-tls1_2").await, "TLS 1.2 with the local CA");
+    assert!(!outcome("-tls1_1").await, "TLS 1.1 must be refused");
+    assert!(!outcome("-tls1").await, "TLS 1.0 must be refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_after_their_idle_and_absolute_time_outs() {
+    use tenantd::auth::tokens::{new_session_token, SessionPolicy};
+    use tenantd::store::By;
+    let cloud = TestCloud::start().await;
+    let root = cloud.login_root().await;
+    let org = cloud.create_org(&root, "shop").await;
+    cloud.add_user(&org, "tech@shop.example", Role::Agent);
+    let policy = SessionPolicy::default();
+    let agent = policy.for_role(Role::Agent);
+    let account = cloud
+        .store
+        .blocking(|db| db.login_record("tech@shop.example"))
+        .unwrap()
+        .unwrap();
+    let t0 = 1_900_000_000;
+    let sign_in = |at: i64| {
+        let s = new_session_token();
+        let by = By {
+            actor: "tech@shop.example".into(),
+            now: at,
+        };
+        cloud
+            .store
+            .blocking(|db| db.record_sign_in(&account, &s.digest, &by, "127.0.0.1"))
+            .unwrap();
+        s.digest
+    };
+    let alive = |digest: [u8; 32], at: i64| {
+        cloud
+            .store
+            .blocking(|db| db.principal_for_session(&digest, at, &policy))
+            .unwrap()
+            .is_some()
+    };
+    let idle = agent.idle.as_secs() as i64;
+    let absolute = agent.absolute.as_secs() as i64;
+
+    // Idle: used just before the time-out keeps it alive; silence past it ends it.
+    let s = sign_in(t0);
+    assert!(alive(s, t0 + idle - 1));
+    assert!(
+        alive(s, t0 + 2 * idle - 2),
+        "activity pushed the idle deadline"
+    );
+    assert!(!alive(s, t0 + 3 * idle), "idle too long");
+    assert!(!alive(s, t0 + 2 * idle - 2), "an ended session stays ended");
+
+    // Absolute: even a busy session ends.
+    let s = sign_in(t0);
+    let mut at = t0;
+    while at + idle / 2 < t0 + absolute {
+        at += idle / 2;
+        assert!(alive(s, at));
+    }
+    assert!(!alive(s, t0 + absolute));
+
+    // Shorter for super admins.
+    assert!(policy.for_role(Role::SuperAdmin).idle < agent.idle);
+}

@@ -481,6 +481,27 @@ pub fn client_addr(connect: Option<&ConnectInfo<SocketAddr>>) -> std::net::IpAdd
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
 }
 
+/// Logs one line per request: method, route template (never the raw path or query, which may
+/// carry ids or secrets), status and duration.
+pub async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let route = route.as_deref().unwrap_or("(unmatched)");
+    if status >= 500 {
+        tracing::warn!(target: "tenantd::access", %method, route, status, ms, "request");
+    } else {
+        tracing::info!(target: "tenantd::access", %method, route, status, ms, "request");
+    }
+    response
+}
+
 /// Adds the security headers every response carries.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/api/");
