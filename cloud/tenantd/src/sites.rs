@@ -1,6 +1,7 @@
 //! Sites: a shop location with its time zone, weekly business hours and holidays.
 //!
-//! Plain values and their validation; routing (which needs "is this site open now, and when does
+//! The wire types (weekly hours, holidays) are kiosk-protocol's, so what a kiosk receives is
+//! what an admin saved. Plain values and their validation; routing (which needs "is this site open now, and when does
 //! it open next") will read the same types. Validation happens once, when a [`SiteInput`]
 //! becomes a [`SiteSpec`], so everything stored is known to be well-formed.
 
@@ -8,9 +9,10 @@ use std::collections::BTreeSet;
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::ApiError;
+pub use kiosk_protocol::hours::{minutes, Holiday, Interval, WeeklyHours};
 
 /// Longest site name.
 pub const MAX_NAME: usize = 80;
@@ -18,50 +20,6 @@ pub const MAX_NAME: usize = 80;
 pub const MAX_INTERVALS_PER_DAY: usize = 4;
 /// At most this many holidays per site.
 pub const MAX_HOLIDAYS: usize = 400;
-
-/// One opening interval, local time, `close` after `open`; `close` may be `"24:00"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interval {
-    pub open: String,
-    pub close: String,
-}
-
-/// Opening intervals for each day of the week, Monday first.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeeklyHours {
-    pub mon: Vec<Interval>,
-    pub tue: Vec<Interval>,
-    pub wed: Vec<Interval>,
-    pub thu: Vec<Interval>,
-    pub fri: Vec<Interval>,
-    pub sat: Vec<Interval>,
-    pub sun: Vec<Interval>,
-}
-
-impl WeeklyHours {
-    /// The days with their names, Monday first.
-    pub fn days(&self) -> [(&'static str, &Vec<Interval>); 7] {
-        [
-            ("mon", &self.mon),
-            ("tue", &self.tue),
-            ("wed", &self.wed),
-            ("thu", &self.thu),
-            ("fri", &self.fri),
-            ("sat", &self.sat),
-            ("sun", &self.sun),
-        ]
-    }
-}
-
-/// A day the site is closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Holiday {
-    pub date: String,
-    #[serde(default)]
-    pub name: String,
-}
 
 /// A site as a client sends it.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,21 +39,6 @@ pub struct SiteSpec {
     pub timezone: String,
     pub business_hours: WeeklyHours,
     pub holidays: Vec<Holiday>,
-}
-
-/// Minutes since midnight of an `HH:MM` time, 0..=1440.
-fn minutes(s: &str) -> Option<u32> {
-    let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let h: u32 = h.parse().ok()?;
-    let m: u32 = m.parse().ok()?;
-    match (h, m) {
-        (24, 0) => Some(1440),
-        (0..=23, 0..=59) => Some(h * 60 + m),
-        _ => None,
-    }
 }
 
 fn check_day(day: &str, intervals: &[Interval]) -> Result<Vec<Interval>, ApiError> {
