@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The body is not JSON of the expected shape.
     #[error("{0}")]
     BadRequest(String),
+    /// The body is larger than the service accepts.
+    #[error("the request body is too large (at most {limit} bytes)")]
+    TooLarge { limit: usize },
     /// A field holds a value outside what is allowed.
     #[error("{message}")]
     InvalidInput {
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::Forbidden | ApiError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidInput { .. }
             | ApiError::WeakPassword(_)
             | ApiError::WrongCurrentPassword => StatusCode::UNPROCESSABLE_ENTITY,
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::PasswordChangeRequired => "password_change_required",
             ApiError::NotFound => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::InvalidInput { .. } => "invalid_input",
             ApiError::WeakPassword(_) => "weak_password",
             ApiError::WrongCurrentPassword => "wrong_current_password",
@@ -102,13 +107,14 @@ impl ApiError {
     }
 
     /// Every code, for the OpenAPI document.
-    pub const CODES: [&'static str; 12] = [
+    pub const CODES: [&'static str; 13] = [
         "unauthenticated",
         "invalid_credentials",
         "forbidden",
         "password_change_required",
         "not_found",
         "bad_request",
+        "payload_too_large",
         "invalid_input",
         "weak_password",
         "wrong_current_password",

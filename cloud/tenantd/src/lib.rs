@@ -65,6 +65,14 @@ pub enum Error {
     },
     #[error("the store already has a super admin; use `tenantd reset-password` to regain access")]
     AlreadyBootstrapped,
+    #[error("no tenantd store in {0}: check --data, or run `tenantd bootstrap` first")]
+    NoStore(PathBuf),
+    #[error("no user with the email {0}")]
+    NoSuchUser(String),
+    #[error("start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("stop the server: {0}")]
+    Shutdown(std::io::Error),
     #[error("invalid {what}: {message}")]
     Invalid { what: &'static str, message: String },
 }
@@ -96,6 +104,14 @@ impl ServeConfig {
     }
 }
 
+/// Opens the store of an existing data dir; a mistyped path is an error, not a new store.
+pub fn open_existing(dir: &Path) -> Result<SqliteStore, Error> {
+    if !dir.join(store::DB_FILE).is_file() {
+        return Err(Error::NoStore(dir.to_path_buf()));
+    }
+    Ok(SqliteStore::open(dir)?)
+}
+
 /// Creates the data dir (mode 0700) and opens the store in it.
 pub fn open_data_dir(dir: &Path) -> Result<SqliteStore, Error> {
     let err = |source| Error::DataDir {
@@ -125,7 +141,7 @@ pub struct Server {
 impl Server {
     /// Opens the store, loads or makes the certificate, and starts serving HTTPS.
     pub async fn start(config: ServeConfig) -> Result<Server, Error> {
-        let store = open_data_dir(&config.data_dir)?;
+        let store = open_existing(&config.data_dir)?;
         let tls = tls::load(&config.data_dir, &config.tls)?;
         let hasher = PasswordHasher::new(config.hash_cost)?;
         let hashing_slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
@@ -205,10 +221,7 @@ pub async fn run(
     }
     shutdown.await;
     tracing::info!("shutting down");
-    server.shutdown().await.map_err(|source| Error::Listen {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })
+    server.shutdown().await.map_err(Error::Shutdown)
 }
 
 /// Creates the first super admin. With no password given, one is generated and returned.
@@ -222,6 +235,10 @@ pub fn bootstrap(
     let store = open_data_dir(data_dir)?;
     let email = api::validate_email(email).map_err(|m| Error::Invalid {
         what: "email",
+        message: m,
+    })?;
+    let name = api::validate_name(name).map_err(|m| Error::Invalid {
+        what: "name",
         message: m,
     })?;
     if store.blocking(|db| db.super_admin_exists())? {
@@ -239,7 +256,7 @@ pub fn bootstrap(
     };
     let hash = PasswordHasher::new(cost)?.hash(&password)?;
     let by = By::new("tenantd bootstrap");
-    let user = store.blocking(|db| db.create_super_admin(&by, &email, name, &hash))?;
+    let user = store.blocking(|db| db.create_super_admin(&by, &email, &name, &hash))?;
     Ok((user, generated.then_some(password)))
 }
 
@@ -259,7 +276,7 @@ pub fn ensure_demo(data_dir: &Path, cost: HashCost) -> Result<DemoLogins, Error>
     const SLUG: &str = "demo";
     const ADMIN: &str = "admin@demo.example";
     const AGENT: &str = "agent@demo.example";
-    let store = open_data_dir(data_dir)?;
+    let store = open_existing(data_dir)?;
     let hasher = PasswordHasher::new(cost)?;
     let admin_password = Password::generate();
     let agent_password = Password::generate();
@@ -281,7 +298,18 @@ pub fn ensure_demo(data_dir: &Path, cost: HashCost) -> Result<DemoLogins, Error>
                 db.org_ref(SLUG)?.ok_or(StoreError::NotFound)?
             }
         };
+        let org_id = org.id;
         let scope = OrgScope::trusted_internal(org);
+        // The demo's emails must belong to the demo organization: never reset anyone else.
+        for email in [ADMIN, AGENT] {
+            if let Some(other) = db.login_record(email)? {
+                if other.org_id != Some(org_id) {
+                    return Err(StoreError::Conflict(format!(
+                        "{email} belongs to another organization; the demo will not touch it"
+                    )));
+                }
+            }
+        }
         if db.login_record(AGENT)?.is_none() {
             let agent = NewUser {
                 email: AGENT.into(),
@@ -342,10 +370,15 @@ fn demo_site() -> sites::SiteInput {
 
 /// Sets a user's password from the operator's command line; every session of the user ends.
 pub fn reset_password(data_dir: &Path, email: &str, cost: HashCost) -> Result<Password, Error> {
-    let store = open_data_dir(data_dir)?;
+    let store = open_existing(data_dir)?;
     let password = Password::generate();
     let hash = PasswordHasher::new(cost)?.hash(&password)?;
     let by = By::new("tenantd reset-password");
-    store.blocking(|db| db.reset_password(&by, email, &hash, true))?;
+    store
+        .blocking(|db| db.reset_password(&by, email, &hash, true))
+        .map_err(|e| match e {
+            StoreError::NotFound => Error::NoSuchUser(email.to_string()),
+            other => Error::Store(other),
+        })?;
     Ok(password)
 }

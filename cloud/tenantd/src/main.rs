@@ -128,10 +128,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
-                .map_err(|source| Error::Listen {
-                    addr: listen,
-                    source,
-                })?;
+                .map_err(Error::Runtime)?;
             runtime.block_on(tenantd::run(config, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -161,7 +158,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => {
-            let store = tenantd::open_data_dir(&data)?;
+            let store = tenantd::open_existing(&data)?;
             let reports = store.blocking(|db| db.verify_all_chains())?;
             let mut broken = false;
             for r in &reports {

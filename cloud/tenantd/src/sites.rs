@@ -87,7 +87,8 @@ impl SiteInput {
     /// Validates every field; the error names the field and says what is wrong.
     pub fn validate(self) -> Result<SiteSpec, ApiError> {
         let name = self.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
+        {
             return Err(ApiError::invalid(
                 "name",
                 format!("the site name must have 1 to {MAX_NAME} characters"),
@@ -132,7 +133,7 @@ impl SiteInput {
                 ));
             }
             let name = holiday.name.trim().to_string();
-            if name.chars().count() > MAX_NAME {
+            if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
                 return Err(ApiError::invalid(
                     "holidays",
                     format!("holiday names have at most {MAX_NAME} characters"),

@@ -64,6 +64,7 @@ pub enum Actor {
     User {
         id: i64,
         email: String,
+        name: String,
         must_change_password: bool,
         /// The hash of the session token this request came with.
         session: [u8; 32],
@@ -243,6 +244,7 @@ mod tests {
             actor: Actor::User {
                 id: 1,
                 email: "a@example.test".into(),
+                name: "A".into(),
                 must_change_password: must_change,
                 session: [0; 32],
             },

@@ -37,6 +37,8 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key")]
     NoKey { path: PathBuf },
+    #[error("{cert} exists but its key {key} is missing: restore the key, or remove {cert} to make a new CA (clients must then trust the new one)")]
+    CaKeyMissing { cert: PathBuf, key: PathBuf },
     #[error("make certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration: {0}")]
@@ -72,7 +74,16 @@ fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), TlsError>
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    // A temp file of its own per target, removed first: a leftover from an interrupted write
+    // must never lend its (possibly wider) mode to a key.
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
     {
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
@@ -172,7 +183,13 @@ fn local_ca(dir: &Path, extra_names: &[String]) -> Result<TlsMaterial, TlsError>
     let now = time::OffsetDateTime::now_utc();
 
     // The CA: made once, reloaded as signing parameters afterwards.
-    let (ca_cert, ca_key) = if ca_pem.exists() && ca_key_pem.exists() {
+    if ca_pem.exists() && !ca_key_pem.exists() {
+        return Err(TlsError::CaKeyMissing {
+            cert: ca_pem,
+            key: ca_key_pem,
+        });
+    }
+    let (ca_cert, ca_key) = if ca_pem.exists() {
         let key = KeyPair::from_pem(&String::from_utf8_lossy(&read(&ca_key_pem)?))?;
         let params =
             CertificateParams::from_ca_cert_pem(&String::from_utf8_lossy(&read(&ca_pem)?))?;
@@ -193,6 +210,7 @@ fn local_ca(dir: &Path, extra_names: &[String]) -> Result<TlsMaterial, TlsError>
         write_private(&ca_pem, &cert.pem(), 0o644)?;
         // A new CA invalidates any server certificate signed by an old one.
         let _ = fs::remove_file(&server_pem);
+        tracing::warn!(ca = %ca_pem.display(), "made a new local CA: clients must trust this file");
         (cert, key)
     };
 

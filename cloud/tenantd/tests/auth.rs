@@ -872,3 +872,82 @@ async fn sessions_end_after_their_idle_and_absolute_time_outs() {
     // Shorter for super admins.
     assert!(policy.for_role(Role::SuperAdmin).idle < agent.idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_parallel_guesses_is_held_to_the_free_failures() {
+    let cloud = TestCloud::start().await;
+    let mut guesses = Vec::new();
+    for i in 0..30 {
+        let client = cloud.client.clone();
+        let url = format!("{}/api/v1/auth/login", cloud.base);
+        guesses.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({ "email": ROOT_EMAIL, "password": format!("guess number {i}") }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut checked = 0;
+    for g in guesses {
+        match g.await.unwrap() {
+            401 => checked += 1,
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Five free failures, and at most one more attempt at a time once they are used.
+    assert!(checked <= 6, "{checked} guesses were checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_answer_413_and_commands_refuse_a_mistyped_data_dir() {
+    let cloud = TestCloud::start().await;
+    let root = cloud.login_root().await;
+    let big = json!({ "slug": "x".repeat(300 * 1024), "name": "n", "admin_email": "a@b.example", "admin_name": "n" });
+    let (status, body) = cloud
+        .call(Method::POST, "/api/v1/orgs", &root, Some(big))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+
+    let missing = cloud.dir.path().join("no-such-dir");
+    let bin = env!("CARGO_BIN_EXE_tenantd");
+    for args in [
+        vec!["audit", "verify"],
+        vec!["reset-password", "--email", "x@y.example"],
+        vec!["demo"],
+    ] {
+        let out = std::process::Command::new(bin)
+            .args(&args)
+            .arg("--data")
+            .arg(&missing)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded on a missing store"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no tenantd store"),
+            "{args:?}"
+        );
+    }
+    assert!(!missing.exists(), "nothing is created at a mistyped path");
+    let out = std::process::Command::new(bin)
+        .args([
+            "reset-password",
+            "--email",
+            "nobody@nowhere.example",
+            "--data",
+        ])
+        .arg(cloud.data_dir())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user with the email"));
+}

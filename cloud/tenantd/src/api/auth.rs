@@ -1,6 +1,7 @@
 //! Sign-in, sign-out, password change, and who-am-I.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::{Body, Caller};
 use super::{client_addr, AppState};
 use crate::auth::password::{check_policy, Password};
+use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::{self, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::store::By;
@@ -19,6 +21,55 @@ use crate::tenancy::{Actor, OrgRef, Principal, Role};
 
 /// Passwords longer than this (bytes) are not even hashed.
 const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A password attempt reserved with the throttle; settled as a failure if dropped unsettled
+/// (the client went away mid-check), so abandoning requests does not dodge the count.
+struct Attempt {
+    throttle: Arc<Mutex<LoginThrottle>>,
+    email: String,
+    addr: IpAddr,
+    settled: bool,
+}
+
+impl Attempt {
+    fn begin(state: &AppState, email: &str, addr: IpAddr) -> Result<Attempt, ApiError> {
+        let reserved = state
+            .throttle
+            .lock()
+            .map_err(|_| ApiError::internal("throttle lock poisoned"))?
+            .begin(email, addr, Instant::now());
+        match reserved {
+            Ok(()) => Ok(Attempt {
+                throttle: state.throttle.clone(),
+                email: email.to_string(),
+                addr,
+                settled: false,
+            }),
+            Err(wait) => Err(ApiError::TooManyAttempts {
+                retry_after_s: wait.as_secs().max(1),
+            }),
+        }
+    }
+
+    fn settle(mut self, success: bool) {
+        self.finish(success);
+    }
+
+    fn finish(&mut self, success: bool) {
+        if !self.settled {
+            self.settled = true;
+            if let Ok(mut t) = self.throttle.lock() {
+                t.finish(&self.email, self.addr, Instant::now(), success);
+            }
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +92,7 @@ pub struct Me {
 struct MeUser {
     id: i64,
     email: String,
+    name: String,
     must_change_password: bool,
 }
 
@@ -56,6 +108,7 @@ impl From<&Principal> for Me {
             Actor::User {
                 id,
                 email,
+                name,
                 must_change_password,
                 ..
             } => (
@@ -63,6 +116,7 @@ impl From<&Principal> for Me {
                 Some(MeUser {
                     id: *id,
                     email: email.clone(),
+                    name: name.clone(),
                     must_change_password: *must_change_password,
                 }),
                 None,
@@ -104,16 +158,7 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let addr = client_addr(connect.as_ref().map(|e| &e.0));
     let email = input.email.trim().to_string();
-    let throttle_check = state
-        .throttle
-        .lock()
-        .map_err(|_| ApiError::internal("throttle lock poisoned"))?
-        .check(&email, addr, Instant::now());
-    if let Err(wait) = throttle_check {
-        return Err(ApiError::TooManyAttempts {
-            retry_after_s: wait.as_secs().max(1),
-        });
-    }
+    let attempt = Attempt::begin(&state, &email, addr)?;
     let lookup = email.clone();
     let account = state.store.run(move |db| db.login_record(&lookup)).await?;
     let stored = account.as_ref().map(|a| a.password_hash.clone());
@@ -141,11 +186,7 @@ pub async fn login(
                 .store
                 .run(move |db| db.record_sign_in(&acc, &digest, &by, &address))
                 .await?;
-            state
-                .throttle
-                .lock()
-                .map_err(|_| ApiError::internal("throttle lock poisoned"))?
-                .record_success(&email);
+            attempt.settle(true);
             let policy = state.sessions.clone();
             let principal = state
                 .store
@@ -161,11 +202,7 @@ pub async fn login(
             Ok(response)
         }
         account => {
-            state
-                .throttle
-                .lock()
-                .map_err(|_| ApiError::internal("throttle lock poisoned"))?
-                .record_failure(&email, addr, Instant::now());
+            attempt.settle(false);
             if let Some(account) = account {
                 // Recorded off the response path, so a known account answers as fast as an
                 // unknown one.
@@ -213,6 +250,7 @@ pub struct PasswordInput {
 /// `POST /auth/password`: needs the current password; ends every other session of the user.
 pub async fn change_password(
     State(state): State<AppState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     Caller(p): Caller,
     Body(input): Body<PasswordInput>,
 ) -> Result<StatusCode, ApiError> {
@@ -229,6 +267,8 @@ pub async fn change_password(
             "the new password must differ from the current one".into(),
         ));
     }
+    // Guessing the current password through a stolen session is throttled like sign-in.
+    let attempt = Attempt::begin(&state, &email, client_addr(connect.as_ref().map(|e| &e.0)))?;
     let stored = state.store.run(move |db| db.password_hash(id)).await?;
     let current = input.current_password;
     let new = input.new_password;
@@ -238,6 +278,7 @@ pub async fn change_password(
             (ok, if ok { Some(h.hash(&new)) } else { None })
         })
         .await?;
+    attempt.settle(matches);
     if !matches {
         return Err(ApiError::WrongCurrentPassword);
     }

@@ -60,6 +60,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
                 "send the body as JSON with Content-Type: application/json".into(),
             )),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge {
+                    limit: crate::MAX_BODY,
+                })
+            }
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }

@@ -99,7 +99,7 @@ pub fn check_policy(password: &Password, email: Option<&str>) -> Result<(), Poli
     }
     if let Some(email) = email {
         let local = email.split('@').next().unwrap_or_default().to_lowercase();
-        if local.len() >= 4 && lower.contains(&local) {
+        if local.chars().count() >= 4 && lower.contains(&local) {
             return Err(PolicyViolation::ContainsEmail);
         }
     }

@@ -6,6 +6,11 @@
 //! the one before, up to a cap. A success clears the account key. Keys idle for longer than
 //! `forget_after` are dropped, and the table has a size bound so a flood of made-up emails
 //! cannot grow it without limit.
+//!
+//! Attempts are reserved before the password is checked ([`LoginThrottle::begin`]) and settled
+//! after ([`LoginThrottle::finish`]): attempts still being checked count against the free
+//! failures, so a burst of parallel requests cannot slip past the limit while the first ones
+//! are hashing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -50,6 +55,8 @@ enum Key {
 #[derive(Debug, Clone, Copy)]
 struct Record {
     failures: u32,
+    /// Attempts begun and not yet finished.
+    in_flight: u32,
     last_failure: Instant,
     locked_until: Option<Instant>,
 }
@@ -73,9 +80,20 @@ impl LoginThrottle {
         Key::Account(email.trim().to_lowercase())
     }
 
+    fn keys(email: &str, addr: IpAddr) -> [Key; 2] {
+        [Self::account_key(email), Key::Address(addr)]
+    }
+
+    fn free_failures(&self, key: &Key) -> u32 {
+        match key {
+            Key::Account(_) => self.policy.account_free_failures,
+            Key::Address(_) => self.policy.address_free_failures,
+        }
+    }
+
     /// `Err(wait)` when the account or the address is locked at `now`.
     pub fn check(&self, email: &str, addr: IpAddr, now: Instant) -> Result<(), Duration> {
-        let wait = [Self::account_key(email), Key::Address(addr)]
+        let wait = Self::keys(email, addr)
             .iter()
             .filter_map(|k| self.records.get(k))
             .filter_map(|r| r.locked_until)
@@ -88,16 +106,65 @@ impl LoginThrottle {
         }
     }
 
+    /// Reserves an attempt: refused while locked, and while the attempts already being checked
+    /// could use up the remaining free failures. Every `Ok` must be settled with
+    /// [`LoginThrottle::finish`].
+    pub fn begin(&mut self, email: &str, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.check(email, addr, now)?;
+        let keys = Self::keys(email, addr);
+        for key in &keys {
+            if let Some(r) = self.records.get(key) {
+                // Below the free failures, as many at once as could still fail freely; past
+                // them, one at a time (each failure then sets a lock).
+                let allowance = self.free_failures(key).saturating_sub(r.failures).max(1);
+                if r.in_flight >= allowance {
+                    return Err(self.policy.base_delay);
+                }
+            }
+        }
+        self.evict(now);
+        for key in keys {
+            let r = self.records.entry(key).or_insert(Record {
+                failures: 0,
+                in_flight: 0,
+                last_failure: now,
+                locked_until: None,
+            });
+            r.in_flight = r.in_flight.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Settles an attempt reserved with [`LoginThrottle::begin`].
+    pub fn finish(&mut self, email: &str, addr: IpAddr, now: Instant, success: bool) {
+        for key in Self::keys(email, addr) {
+            if let Some(r) = self.records.get_mut(&key) {
+                r.in_flight = r.in_flight.saturating_sub(1);
+            }
+        }
+        if success {
+            self.record_success(email);
+            let addr_key = Key::Address(addr);
+            if self
+                .records
+                .get(&addr_key)
+                .is_some_and(|r| r.failures == 0 && r.in_flight == 0)
+            {
+                self.records.remove(&addr_key);
+            }
+        } else {
+            self.record_failure(email, addr, now);
+        }
+    }
+
     /// Records a failed sign-in.
     pub fn record_failure(&mut self, email: &str, addr: IpAddr, now: Instant) {
         self.evict(now);
-        let free = [
-            (Self::account_key(email), self.policy.account_free_failures),
-            (Key::Address(addr), self.policy.address_free_failures),
-        ];
-        for (key, free_failures) in free {
+        for key in Self::keys(email, addr) {
+            let free_failures = self.free_failures(&key);
             let record = self.records.entry(key).or_insert(Record {
                 failures: 0,
+                in_flight: 0,
                 last_failure: now,
                 locked_until: None,
             });
@@ -115,9 +182,20 @@ impl LoginThrottle {
         }
     }
 
-    /// Records a successful sign-in: the account starts afresh.
+    /// Records a successful sign-in: the account starts afresh (attempts still in flight
+    /// stay counted).
     pub fn record_success(&mut self, email: &str) {
-        self.records.remove(&Self::account_key(email));
+        let key = Self::account_key(email);
+        match self.records.get_mut(&key) {
+            Some(r) if r.in_flight > 0 => {
+                r.failures = 0;
+                r.locked_until = None;
+            }
+            Some(_) => {
+                self.records.remove(&key);
+            }
+            None => {}
+        }
     }
 
     /// How many keys are tracked (for tests and health figures).
@@ -132,7 +210,8 @@ impl LoginThrottle {
     fn evict(&mut self, now: Instant) {
         let forget = self.policy.forget_after;
         self.records.retain(|_, r| {
-            now.saturating_duration_since(r.last_failure) < forget
+            r.in_flight > 0
+                || now.saturating_duration_since(r.last_failure) < forget
                 || r.locked_until.is_some_and(|u| u > now)
         });
         if self.records.len() >= self.policy.max_keys {
@@ -218,6 +297,33 @@ mod tests {
         }
         assert!(t.check("fresh@x.test", addr(7), now).is_err());
         assert!(t.check("fresh@x.test", addr(8), now).is_ok());
+    }
+
+    #[test]
+    fn a_burst_of_parallel_attempts_cannot_pass_the_free_failures() {
+        let mut t = LoginThrottle::new(ThrottlePolicy::default());
+        let now = Instant::now();
+        let begun = (0..50)
+            .filter(|_| t.begin("a@x.test", addr(1), now).is_ok())
+            .count();
+        assert_eq!(begun, 5, "only the free failures may be in flight at once");
+        for _ in 0..begun {
+            t.finish("a@x.test", addr(1), now, false);
+        }
+        // Past the free failures: one attempt at a time.
+        assert!(t.begin("a@x.test", addr(1), now).is_ok());
+        assert!(t.begin("a@x.test", addr(1), now).is_err());
+        t.finish("a@x.test", addr(1), now, false);
+        assert!(t.begin("a@x.test", addr(1), now).is_err(), "now locked");
+    }
+
+    #[test]
+    fn success_settles_and_clears() {
+        let mut t = LoginThrottle::new(ThrottlePolicy::default());
+        let now = Instant::now();
+        t.begin("a@x.test", addr(1), now).unwrap();
+        t.finish("a@x.test", addr(1), now, true);
+        assert!(t.is_empty(), "a clean success leaves nothing behind");
     }
 
     #[test]

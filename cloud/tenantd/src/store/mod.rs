@@ -8,9 +8,9 @@
 //! filtered by the organization of the authenticated principal. Every change that an admin
 //! makes appends to the audit chain inside the same transaction.
 //!
-//! Limits: one writer connection serializes all requests; that carries a few thousand requests
-//! a second on one machine. The methods of `Db` are the seam for another engine (PostgreSQL)
-//! when several replicas share a store.
+//! Limits: one connection serializes all store work, reads included (not yet measured under
+//! load). The methods of `Db` are the seam for another engine (PostgreSQL) when several
+//! replicas share a store.
 
 mod migrations;
 mod org;

@@ -13,6 +13,9 @@ use crate::tenancy::{Actor, OrgRef, Principal, Role};
 
 /// Sessions are touched at most this often (seconds), to keep reads from writing.
 const TOUCH_EVERY: i64 = 60;
+/// Sessions idle this long, or this old, are past every role's lifetime and are deleted.
+const SWEEP_IDLE_S: i64 = 24 * 3600;
+const SWEEP_ABSOLUTE_S: i64 = 7 * 24 * 3600;
 
 /// What sign-in needs to know about an account.
 #[derive(Debug, Clone)]
@@ -346,6 +349,11 @@ impl Db<'_> {
             "UPDATE users SET last_sign_in_at = ?1 WHERE id = ?2",
             params![by.now, account.user_id],
         )?;
+        // Sessions whose cookie never came back are swept here, past the longest lifetime.
+        tx.execute(
+            "DELETE FROM sessions WHERE last_seen_at < ?1 OR created_at < ?2",
+            params![by.now - SWEEP_IDLE_S, by.now - SWEEP_ABSOLUTE_S],
+        )?;
         let chain = account.org_id.map_or(PLATFORM_CHAIN.to_string(), org_chain);
         append_audit(
             &tx,
@@ -399,6 +407,7 @@ impl Db<'_> {
             i64,
             String,
             String,
+            String,
             bool,
             bool,
             Option<(i64, String, String, bool)>,
@@ -406,15 +415,15 @@ impl Db<'_> {
         let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT s.created_at, s.last_seen_at, u.id, u.email, u.role,
+                "SELECT s.created_at, s.last_seen_at, u.id, u.email, u.name, u.role,
                         u.must_change_password, u.disabled, o.id, o.slug, o.name, o.disabled
                  FROM sessions s JOIN users u ON u.id = s.user_id
                  LEFT JOIN orgs o ON o.id = u.org_id
                  WHERE s.token_hash = ?1",
                 [&digest[..]],
                 |r| {
-                    let org = match r.get::<_, Option<i64>>(7)? {
-                        Some(id) => Some((id, r.get(8)?, r.get(9)?, r.get(10)?)),
+                    let org = match r.get::<_, Option<i64>>(8)? {
+                        Some(id) => Some((id, r.get(9)?, r.get(10)?, r.get(11)?)),
                         None => None,
                     };
                     Ok((
@@ -425,12 +434,14 @@ impl Db<'_> {
                         r.get(4)?,
                         r.get(5)?,
                         r.get(6)?,
+                        r.get(7)?,
                         org,
                     ))
                 },
             )
             .optional()?;
-        let Some((created, last_seen, user_id, email, role, must_change, disabled, org)) = row
+        let Some((created, last_seen, user_id, email, name, role, must_change, disabled, org)) =
+            row
         else {
             return Ok(None);
         };
@@ -454,6 +465,7 @@ impl Db<'_> {
             actor: Actor::User {
                 id: user_id,
                 email,
+                name,
                 must_change_password: must_change,
                 session: *digest,
             },
@@ -549,6 +561,17 @@ impl Db<'_> {
         new_hash: &str,
         keep: Option<&[u8; 32]>,
     ) -> Result<(), StoreError> {
+        self.set_password(by, user_id, new_hash, keep, false)
+    }
+
+    fn set_password(
+        &mut self,
+        by: &By,
+        user_id: i64,
+        new_hash: &str,
+        keep: Option<&[u8; 32]>,
+        must_change: bool,
+    ) -> Result<(), StoreError> {
         let tx = self.tx()?;
         let org_id: Option<i64> = found(tx.query_row(
             "SELECT org_id FROM users WHERE id = ?1",
@@ -556,8 +579,8 @@ impl Db<'_> {
             |r| r.get(0),
         ))?;
         tx.execute(
-            "UPDATE users SET password_hash = ?1, must_change_password = 0 WHERE id = ?2",
-            params![new_hash, user_id],
+            "UPDATE users SET password_hash = ?1, must_change_password = ?2 WHERE id = ?3",
+            params![new_hash, must_change, user_id],
         )?;
         let ended = tx.execute(
             "DELETE FROM sessions WHERE user_id = ?1 AND token_hash IS NOT ?2",
@@ -570,9 +593,13 @@ impl Db<'_> {
                 chain: &chain,
                 org_id,
                 by,
-                action: "auth.password_change",
+                action: if keep.is_some() {
+                    "auth.password_change"
+                } else {
+                    "auth.password_reset"
+                },
                 target: Some(format!("user:{user_id}")),
-                detail: json!({ "other_sessions_ended": ended }),
+                detail: json!({ "other_sessions_ended": ended, "must_change_password": must_change }),
             },
         )?;
         tx.commit()?;
@@ -592,11 +619,7 @@ impl Db<'_> {
             [email],
             |r| r.get(0),
         ))?;
-        self.change_password(by, user_id, new_hash, None)?;
-        self.conn.execute(
-            "UPDATE users SET must_change_password = ?1 WHERE id = ?2",
-            params![must_change, user_id],
-        )?;
+        self.set_password(by, user_id, new_hash, None, must_change)?;
         found(self.conn.query_row(
             &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
             [user_id],
