@@ -21,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod error;
+pub mod fleet;
 pub mod sites;
 pub mod store;
 pub mod tenancy;
@@ -232,7 +233,6 @@ pub fn bootstrap(
     password: Option<Password>,
     cost: HashCost,
 ) -> Result<(User, Option<Password>), Error> {
-    let store = open_data_dir(data_dir)?;
     let email = api::validate_email(email).map_err(|m| Error::Invalid {
         what: "email",
         message: m,
@@ -241,9 +241,6 @@ pub fn bootstrap(
         what: "name",
         message: m,
     })?;
-    if store.blocking(|db| db.super_admin_exists())? {
-        return Err(Error::AlreadyBootstrapped);
-    }
     let (password, generated) = match password {
         Some(p) => {
             check_policy(&p, Some(&email)).map_err(|v| Error::Invalid {
@@ -254,6 +251,11 @@ pub fn bootstrap(
         }
         None => (Password::generate(), true),
     };
+    // Only valid input creates the data dir and the store.
+    let store = open_data_dir(data_dir)?;
+    if store.blocking(|db| db.super_admin_exists())? {
+        return Err(Error::AlreadyBootstrapped);
+    }
     let hash = PasswordHasher::new(cost)?.hash(&password)?;
     let by = By::new("tenantd bootstrap");
     let user = store.blocking(|db| db.create_super_admin(&by, &email, &name, &hash))?;

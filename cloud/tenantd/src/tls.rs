@@ -69,7 +69,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), TlsError> {
+pub(crate) fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), TlsError> {
     let err = |source| TlsError::Write {
         path: path.to_path_buf(),
         source,

@@ -1,0 +1,5 @@
+//! The fleet: device identities and (next) the MQTT link to kiosks.
+//!
+//! Today: [`pki`], the three certificate authorities (device, claim, service) and their CRLs.
+
+pub mod pki;

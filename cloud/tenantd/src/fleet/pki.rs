@@ -1,0 +1,358 @@
+//! The fleet's certificate authorities.
+//!
+//! Three CAs with separate keys under `<data>/pki/`, so an identity's kind follows from who
+//! signed it and the broker can tell them apart by listener:
+//!
+//! - the **device CA** signs each kiosk's CSR (90 days; renewed by a rotate command at two
+//!   thirds of its life), CN = the device id;
+//! - the **claim CA** signs batch claim certificates baked into images, CN = `claim-<batch>`,
+//!   good for nothing but provisioning;
+//! - the **service CA** signs the cloud's own MQTT identity, CN = `svc-<name>`, accepted only on
+//!   the broker's internal listener.
+//!
+//! Each CA publishes a CRL; revoked serials come from the store. Keys are files of mode 0600
+//! (a TPM or HSM seam can replace [`Ca`] later without changing its callers).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::tls::{write_private, TlsError};
+
+/// Life of a device certificate.
+pub const DEVICE_CERT_DAYS: i64 = 90;
+/// Life of a claim certificate (it sits in images on shelves).
+pub const CLAIM_CERT_DAYS: i64 = 5 * 365;
+/// Life of a service certificate.
+pub const SERVICE_CERT_DAYS: i64 = 365;
+/// How long a published CRL stays valid; it is re-signed well before (see [`CRL_REFRESH`]).
+pub const CRL_DAYS: i64 = 7;
+/// Re-sign CRLs this often.
+pub const CRL_REFRESH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Which CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaKind {
+    Device,
+    Claim,
+    Service,
+}
+
+impl CaKind {
+    fn file_stem(self) -> &'static str {
+        match self {
+            CaKind::Device => "device-ca",
+            CaKind::Claim => "claim-ca",
+            CaKind::Service => "service-ca",
+        }
+    }
+
+    fn common_name(self) -> &'static str {
+        match self {
+            CaKind::Device => "Kioskcall device CA",
+            CaKind::Claim => "Kioskcall claim CA",
+            CaKind::Service => "Kioskcall service CA",
+        }
+    }
+}
+
+/// A certificate just issued.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub certificate_pem: String,
+    /// Lower-case hex of the serial number, as the store keeps it.
+    pub serial: String,
+    pub not_after_unix: i64,
+}
+
+/// One CA: its certificate (re-made from the stored PEM as a signing issuer) and key.
+pub struct Ca {
+    kind: CaKind,
+    issuer: rcgen::Certificate,
+    key: KeyPair,
+    /// The CA certificate exactly as stored: what clients and the broker trust.
+    pem: String,
+    pem_path: PathBuf,
+}
+
+fn random_serial() -> (SerialNumber, String) {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero byte, so the hex form is stable
+    (SerialNumber::from_slice(&bytes), hex::encode(bytes))
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Kioskcall");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Ca")
+            .field("kind", &self.kind)
+            .field("pem_path", &self.pem_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// Loads the CA from `dir`, or makes it (ten years) on first use.
+    pub fn load_or_create(dir: &Path, kind: CaKind) -> Result<Ca, TlsError> {
+        fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let pem_path = dir.join(format!("{}.pem", kind.file_stem()));
+        let key_path = dir.join(format!("{}.key", kind.file_stem()));
+        if pem_path.exists() && !key_path.exists() {
+            return Err(TlsError::CaKeyMissing {
+                cert: pem_path,
+                key: key_path,
+            });
+        }
+        if pem_path.exists() {
+            let read = |p: &Path| {
+                fs::read_to_string(p).map_err(|source| TlsError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            };
+            let pem = read(&pem_path)?;
+            let key = KeyPair::from_pem(&read(&key_path)?)?;
+            let issuer = CertificateParams::from_ca_cert_pem(&pem)?.self_signed(&key)?;
+            return Ok(Ca {
+                kind,
+                issuer,
+                key,
+                pem,
+                pem_path,
+            });
+        }
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(kind.common_name());
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(3650);
+        params.serial_number = Some(random_serial().0);
+        let issuer = params.self_signed(&key)?;
+        let pem = issuer.pem();
+        write_private(&key_path, &key.serialize_pem(), 0o600)?;
+        write_private(&pem_path, &pem, 0o644)?;
+        tracing::info!(ca = %pem_path.display(), "made a new {}", kind.common_name());
+        Ok(Ca {
+            kind,
+            issuer,
+            key,
+            pem,
+            pem_path,
+        })
+    }
+
+    pub fn kind(&self) -> CaKind {
+        self.kind
+    }
+
+    /// The CA certificate (PEM) that relying parties trust.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    pub fn pem_path(&self) -> &Path {
+        &self.pem_path
+    }
+
+    fn leaf_params(
+        cn: &str,
+        days: i64,
+        eku: ExtendedKeyUsagePurpose,
+    ) -> (CertificateParams, String, i64) {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![eku];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(days);
+        let (serial, serial_hex) = random_serial();
+        params.serial_number = Some(serial);
+        let not_after = params.not_after.unix_timestamp();
+        (params, serial_hex, not_after)
+    }
+
+    /// Signs a device's CSR for `cn`. The CSR's own subject and extensions are ignored: the
+    /// cloud decides the identity; the CSR only proves possession of the key.
+    pub fn sign_csr(&self, csr_pem: &str, cn: &str, days: i64) -> Result<Issued, TlsError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let (params, serial, not_after_unix) =
+            Self::leaf_params(cn, days, ExtendedKeyUsagePurpose::ClientAuth);
+        let csr = CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        };
+        let cert = csr.signed_by(&self.issuer, &self.key)?;
+        Ok(Issued {
+            certificate_pem: cert.pem(),
+            serial,
+            not_after_unix,
+        })
+    }
+
+    /// Makes a key pair here and certifies it: for claim and service identities, which the
+    /// cloud itself hands out. Returns the certificate and the key (PEM).
+    pub fn issue_with_key(&self, cn: &str, days: i64) -> Result<(Issued, String), TlsError> {
+        let key = KeyPair::generate()?;
+        let (params, serial, not_after_unix) =
+            Self::leaf_params(cn, days, ExtendedKeyUsagePurpose::ClientAuth);
+        let cert = params.signed_by(&key, &self.issuer, &self.key)?;
+        Ok((
+            Issued {
+                certificate_pem: cert.pem(),
+                serial,
+                not_after_unix,
+            },
+            key.serialize_pem(),
+        ))
+    }
+
+    /// A CRL listing `revoked` (serial hex, revocation time), valid for [`CRL_DAYS`].
+    pub fn crl(&self, revoked: &[(String, i64)], crl_number: u64) -> Result<String, TlsError> {
+        let now = OffsetDateTime::now_utc();
+        let revoked_certs = revoked
+            .iter()
+            .filter_map(|(serial, at)| {
+                let bytes = hex::decode(serial).ok()?;
+                Some(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&bytes),
+                    revocation_time: OffsetDateTime::from_unix_timestamp(*at).unwrap_or(now),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+            })
+            .collect();
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(CRL_DAYS),
+            crl_number: SerialNumber::from(crl_number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer, &self.key)?.pem()?)
+    }
+}
+
+/// The three CAs of a data dir.
+#[derive(Debug)]
+pub struct FleetPki {
+    pub device: Ca,
+    pub claim: Ca,
+    pub service: Ca,
+    dir: PathBuf,
+}
+
+impl FleetPki {
+    /// Loads or makes the CAs under `<data>/pki/`.
+    pub fn open(data_dir: &Path) -> Result<FleetPki, TlsError> {
+        let dir = data_dir.join("pki");
+        Ok(FleetPki {
+            device: Ca::load_or_create(&dir, CaKind::Device)?,
+            claim: Ca::load_or_create(&dir, CaKind::Claim)?,
+            service: Ca::load_or_create(&dir, CaKind::Service)?,
+            dir,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr() -> (String, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn("whatever-the-device-asks");
+        (params.serialize_request(&key).unwrap().pem().unwrap(), key)
+    }
+
+    #[test]
+    fn cas_persist_and_sign_with_the_cloud_chosen_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = FleetPki::open(dir.path()).unwrap();
+        let (csr_pem, key) = csr();
+        let issued = pki
+            .device
+            .sign_csr(&csr_pem, "kiosk-abc123", DEVICE_CERT_DAYS)
+            .unwrap();
+        let parsed = CertificateParams::from_ca_cert_pem(&issued.certificate_pem).unwrap();
+        let cn = parsed
+            .distinguished_name
+            .get(&DnType::CommonName)
+            .cloned()
+            .unwrap();
+        assert_eq!(cn, rcgen::DnValue::Utf8String("kiosk-abc123".into()));
+        assert_eq!(issued.serial.len(), 32);
+        let _ = key;
+        // Reopening keeps the same CAs.
+        let again = FleetPki::open(dir.path()).unwrap();
+        assert_eq!(again.device.pem(), pki.device.pem());
+        assert_ne!(pki.device.pem(), pki.claim.pem());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("pki/device-ca.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_tampered_csr_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = FleetPki::open(dir.path()).unwrap();
+        let (csr_pem, _) = csr();
+        let lines: Vec<&str> = csr_pem.lines().collect();
+        let mut body = lines[1].to_string();
+        let flipped = if body.ends_with('A') { 'B' } else { 'A' };
+        body.pop();
+        body.push(flipped);
+        let mut tampered = lines.clone();
+        tampered[1] = &body;
+        assert!(pki
+            .device
+            .sign_csr(&tampered.join("\n"), "kiosk-x", 90)
+            .is_err());
+    }
+
+    #[test]
+    fn crl_lists_revoked_serials() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = FleetPki::open(dir.path()).unwrap();
+        let (issued, _key) = pki.claim.issue_with_key("claim-batch1", 10).unwrap();
+        let crl = pki
+            .claim
+            .crl(&[(issued.serial.clone(), 1_800_000_000)], 1)
+            .unwrap();
+        assert!(crl.starts_with("-----BEGIN X509 CRL-----"));
+    }
+}
