@@ -144,11 +144,14 @@ pub mod cloud {
 
 /// Broker ACL patterns, in mosquitto's syntax: `%u` is the client certificate's CN.
 /// A device may write only its own `up/#` and `status`, and read only its own `down/#`; a claim
-/// certificate only its own provisioning pair.
+/// certificate (CN `claim-<batch>`, so `{client}` is the batch's claim identity) only its own
+/// provisioning pair. Devices and claims connect on different listeners.
 pub mod acl {
     pub const DEVICE_WRITE_UP: &str = "kiosk/v1/%u/up/#";
     pub const DEVICE_WRITE_STATUS: &str = "kiosk/v1/%u/status";
     pub const DEVICE_READ_DOWN: &str = "kiosk/v1/%u/down/#";
+    pub const CLAIM_WRITE_REQUEST: &str = "provision/v1/%u/request";
+    pub const CLAIM_READ_RESPONSE: &str = "provision/v1/%u/response";
 }
 
 #[cfg(test)]

@@ -169,76 +169,137 @@ fn default_names(extra: &[String]) -> Vec<String> {
     names
 }
 
-fn local_ca(dir: &Path, extra_names: &[String]) -> Result<TlsMaterial, TlsError> {
-    fs::create_dir_all(dir).map_err(|source| TlsError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let ca_pem = dir.join("ca.pem");
-    let ca_key_pem = dir.join("ca.key");
-    let server_pem = dir.join("server.pem");
-    let server_key_pem = dir.join("server.key");
-    let names_file = dir.join("server.names");
-    let names = default_names(extra_names);
-    let now = time::OffsetDateTime::now_utc();
+/// The local CA under `<data>/tls/`: made once, then reloaded as a signing issuer.
+pub struct LocalCa {
+    issuer: rcgen::Certificate,
+    key: KeyPair,
+    pem_path: PathBuf,
+    /// A digest of the CA certificate, so certificates it signed are remade if it changes.
+    fingerprint: String,
+}
 
-    // The CA: made once, reloaded as signing parameters afterwards.
-    if ca_pem.exists() && !ca_key_pem.exists() {
-        return Err(TlsError::CaKeyMissing {
-            cert: ca_pem,
-            key: ca_key_pem,
-        });
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCa")
+            .field("pem_path", &self.pem_path)
+            .finish_non_exhaustive()
     }
-    let (ca_cert, ca_key) = if ca_pem.exists() {
-        let key = KeyPair::from_pem(&String::from_utf8_lossy(&read(&ca_key_pem)?))?;
-        let params =
-            CertificateParams::from_ca_cert_pem(&String::from_utf8_lossy(&read(&ca_pem)?))?;
-        (params.self_signed(&key)?, key)
-    } else {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "Kioskcall tenantd local CA");
-        dn.push(DnType::OrganizationName, "Kioskcall");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(3650);
-        let cert = params.self_signed(&key)?;
-        write_private(&ca_key_pem, &key.serialize_pem(), 0o600)?;
-        write_private(&ca_pem, &cert.pem(), 0o644)?;
-        // A new CA invalidates any server certificate signed by an old one.
-        let _ = fs::remove_file(&server_pem);
-        tracing::warn!(ca = %ca_pem.display(), "made a new local CA: clients must trust this file");
-        (cert, key)
-    };
+}
 
-    let wanted = names.join("\n");
-    let current_names = fs::read_to_string(&names_file).unwrap_or_default();
-    let expires_soon = fs::read_to_string(&server_pem)
-        .ok()
-        .and_then(|pem| CertificateParams::from_ca_cert_pem(&pem).ok())
-        .is_none_or(|p| p.not_after < now + time::Duration::days(RENEW_DAYS));
-    if !server_pem.exists() || !server_key_pem.exists() || current_names != wanted || expires_soon {
+impl LocalCa {
+    /// Loads the CA in `dir`, or makes it. A certificate without its key is an error.
+    pub fn open(dir: &Path) -> Result<LocalCa, TlsError> {
+        fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let ca_pem = dir.join("ca.pem");
+        let ca_key_pem = dir.join("ca.key");
+        if ca_pem.exists() && !ca_key_pem.exists() {
+            return Err(TlsError::CaKeyMissing {
+                cert: ca_pem,
+                key: ca_key_pem,
+            });
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let (issuer, key, pem) = if ca_pem.exists() {
+            let key = KeyPair::from_pem(&String::from_utf8_lossy(&read(&ca_key_pem)?))?;
+            let pem = String::from_utf8_lossy(&read(&ca_pem)?).to_string();
+            let params = CertificateParams::from_ca_cert_pem(&pem)?;
+            (params.self_signed(&key)?, key, pem)
+        } else {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "Kioskcall tenantd local CA");
+            dn.push(DnType::OrganizationName, "Kioskcall");
+            params.distinguished_name = dn;
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(3650);
+            let cert = params.self_signed(&key)?;
+            let pem = cert.pem();
+            write_private(&ca_key_pem, &key.serialize_pem(), 0o600)?;
+            write_private(&ca_pem, &pem, 0o644)?;
+            tracing::warn!(ca = %ca_pem.display(), "made a new local CA: clients must trust this file");
+            (cert, key, pem)
+        };
+        use sha2::Digest as _;
+        let fingerprint = hex::encode(sha2::Sha256::digest(pem.as_bytes()));
+        Ok(LocalCa {
+            issuer,
+            key,
+            pem_path: ca_pem,
+            fingerprint,
+        })
+    }
+
+    /// The CA certificate file clients trust.
+    pub fn pem_path(&self) -> &Path {
+        &self.pem_path
+    }
+
+    /// Makes sure `cert_path`/`key_path` hold a server certificate from this CA for `names`
+    /// (the first is the CN), remaking it when the names or the CA changed or it expires within
+    /// [`RENEW_DAYS`]. `stamp_path` records what it was made for.
+    pub fn ensure_server_cert(
+        &self,
+        names: &[String],
+        cert_path: &Path,
+        key_path: &Path,
+        stamp_path: &Path,
+    ) -> Result<(), TlsError> {
+        let now = time::OffsetDateTime::now_utc();
+        let wanted = format!("ca {}\n{}", self.fingerprint, names.join("\n"));
+        let current = fs::read_to_string(stamp_path).unwrap_or_default();
+        let expires_soon = fs::read_to_string(cert_path)
+            .ok()
+            .and_then(|pem| CertificateParams::from_ca_cert_pem(&pem).ok())
+            .is_none_or(|p| p.not_after < now + time::Duration::days(RENEW_DAYS));
+        if cert_path.exists() && key_path.exists() && current == wanted && !expires_soon {
+            return Ok(());
+        }
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(names.clone())?;
+        let mut params = CertificateParams::new(names.to_vec())?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names[0].clone());
+        dn.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(365);
-        let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
-        write_private(&server_key_pem, &key.serialize_pem(), 0o600)?;
-        write_private(&server_pem, &cert.pem(), 0o644)?;
-        write_private(&names_file, &wanted, 0o644)?;
-        tracing::info!(names = ?names, "made a server certificate from the local CA");
+        let cert = params.signed_by(&key, &self.issuer, &self.key)?;
+        write_private(key_path, &key.serialize_pem(), 0o600)?;
+        write_private(cert_path, &cert.pem(), 0o644)?;
+        write_private(stamp_path, &wanted, 0o644)?;
+        tracing::info!(names = ?names, cert = %cert_path.display(), "made a server certificate from the local CA");
+        Ok(())
     }
+}
+
+/// The names a local server certificate covers: localhost, the loopback addresses, this
+/// host's name, and `extra`.
+pub fn server_names(extra: &[String]) -> Vec<String> {
+    default_names(extra)
+}
+
+fn local_ca(dir: &Path, extra_names: &[String]) -> Result<TlsMaterial, TlsError> {
+    let ca = LocalCa::open(dir)?;
+    let server_pem = dir.join("server.pem");
+    let server_key_pem = dir.join("server.key");
+    ca.ensure_server_cert(
+        &default_names(extra_names),
+        &server_pem,
+        &server_key_pem,
+        &dir.join("server.names"),
+    )?;
     Ok(TlsMaterial {
         config: server_config(load_chain(&server_pem)?, load_key(&server_key_pem)?)?,
-        ca_file: Some(ca_pem),
+        ca_file: Some(ca.pem_path().to_path_buf()),
     })
 }
 

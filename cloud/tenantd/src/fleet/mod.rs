@@ -2,4 +2,5 @@
 //!
 //! Today: [`pki`], the three certificate authorities (device, claim, service) and their CRLs.
 
+pub mod broker;
 pub mod pki;
