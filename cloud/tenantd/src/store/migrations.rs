@@ -87,4 +87,110 @@ CREATE TABLE audit_log (
     PRIMARY KEY (chain, seq)
 ) WITHOUT ROWID;
 "#,
+    // 2: the fleet: claim batches, enrollment tokens, devices and their certificates,
+    // activation codes, the device message log (exactly-once), desired configs, commands.
+    r#"
+CREATE TABLE claim_batches (
+    id          INTEGER PRIMARY KEY,
+    cn          TEXT NOT NULL UNIQUE,
+    note        TEXT NOT NULL,
+    cert_serial TEXT NOT NULL UNIQUE,
+    not_after   INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+
+CREATE TABLE enrollment_tokens (
+    id          INTEGER PRIMARY KEY,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    site_id     INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    prefix      TEXT NOT NULL,
+    token_hash  BLOB NOT NULL UNIQUE,
+    uses_left   INTEGER NOT NULL CHECK (uses_left >= 0),
+    expires_at  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE INDEX enrollment_tokens_org ON enrollment_tokens(org_id);
+
+CREATE TABLE devices (
+    id               TEXT PRIMARY KEY,
+    org_id           INTEGER NOT NULL REFERENCES orgs(id),
+    site_id          INTEGER REFERENCES sites(id) ON DELETE SET NULL,
+    hardware_serial  TEXT NOT NULL,
+    board            TEXT NOT NULL,
+    firmware         TEXT NOT NULL,
+    enrolled_via     TEXT NOT NULL CHECK (enrolled_via IN ('token', 'activation_code')),
+    created_at       INTEGER NOT NULL,
+    revoked_at       INTEGER,
+    online           INTEGER NOT NULL DEFAULT 0,
+    last_seen_at     INTEGER,
+    last_telemetry   TEXT,
+    reported_version INTEGER,
+    reported_errors  TEXT
+);
+CREATE INDEX devices_org ON devices(org_id);
+
+CREATE TABLE device_certs (
+    serial      TEXT PRIMARY KEY,
+    device_id   TEXT NOT NULL REFERENCES devices(id),
+    not_after   INTEGER NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE INDEX device_certs_device ON device_certs(device_id);
+
+CREATE TABLE activation_codes (
+    code_hash   BLOB PRIMARY KEY,
+    claim_cn    TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    csr_pem     TEXT NOT NULL,
+    hardware    TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    claimed_by  TEXT,
+    device_id   TEXT REFERENCES devices(id)
+);
+
+CREATE TABLE device_messages (
+    device_id    TEXT NOT NULL REFERENCES devices(id),
+    message_id   TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    channel      TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX device_messages_seq ON device_messages(device_id, seq);
+
+CREATE TABLE desired_configs (
+    device_id   TEXT NOT NULL REFERENCES devices(id),
+    version     INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, version)
+) WITHOUT ROWID;
+
+CREATE TABLE device_commands (
+    id          TEXT PRIMARY KEY,
+    device_id   TEXT NOT NULL REFERENCES devices(id),
+    body        TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'sent'
+                CHECK (state IN ('sent', 'accepted', 'succeeded', 'failed', 'rejected')),
+    detail      TEXT,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX device_commands_device ON device_commands(device_id);
+
+CREATE TABLE crl_state (
+    ca          TEXT PRIMARY KEY CHECK (ca IN ('device', 'claim')),
+    number      INTEGER NOT NULL
+);
+INSERT INTO crl_state (ca, number) VALUES ('device', 1), ('claim', 1);
+"#,
 ];

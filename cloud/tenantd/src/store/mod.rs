@@ -12,6 +12,7 @@
 //! load). The methods of `Db` are the seam for another engine (PostgreSQL) when several
 //! replicas share a store.
 
+mod fleet;
 mod migrations;
 mod org;
 mod platform;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, GENESIS};
 use crate::tenancy::Role;
 
+pub use fleet::{ClaimBatch, CrlCa, Device, EnrollmentTokenInfo, NewDevice, PendingActivation};
 pub use org::{NewUser, SettingsInput, UserPatch};
 pub use platform::{LoginRecord, PlatformHealth};
 

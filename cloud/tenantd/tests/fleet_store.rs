@@ -1,0 +1,281 @@
+//! Fleet rows in a real SQLite file: enrollment-token rules, activation codes, exactly-once
+//! device messages, revocation inputs for the CRL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tenantd::auth::password::{HashCost, Password};
+use tenantd::auth::tokens;
+use tenantd::sites::SiteInput;
+use tenantd::store::{By, CrlCa, NewDevice, NewUser, SqliteStore, StoreError};
+use tenantd::tenancy::{OrgScope, Role};
+
+fn setup() -> (tempfile::TempDir, SqliteStore, OrgScope, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tenantd::bootstrap(
+        &data,
+        "root@p.example",
+        "Root",
+        Some(Password::new("a long platform secret")),
+        HashCost::default(),
+    )
+    .unwrap();
+    let store = SqliteStore::open(&data).unwrap();
+    let by = By::new("test");
+    let admin = NewUser {
+        email: "boss@shop.example".into(),
+        name: "Boss".into(),
+        role: Role::OrgAdmin,
+        password_hash: "x".into(),
+        must_change_password: false,
+    };
+    store
+        .blocking(|db| db.create_org(&by, "shop", "Shop", &admin))
+        .unwrap();
+    let org = store.blocking(|db| db.org_ref("shop")).unwrap().unwrap();
+    let scope = OrgScope::trusted_internal(org);
+    let site: SiteInput = serde_json::from_value(serde_json::json!({
+        "name": "Main", "timezone": "Europe/Paris",
+        "business_hours": { "mon": [], "tue": [], "wed": [], "thu": [], "fri": [], "sat": [], "sun": [] }
+    }))
+    .unwrap();
+    let spec = site.validate().unwrap();
+    let site = store
+        .blocking(|db| db.save_site(&scope, &by, None, &spec))
+        .unwrap();
+    (dir, store, scope, site.id)
+}
+
+fn device(id: &str, org_id: i64, site_id: i64, serial: &str) -> NewDevice {
+    NewDevice {
+        id: id.into(),
+        org_id,
+        site_id,
+        hardware_serial: format!("HW-{id}"),
+        board: "qemu".into(),
+        firmware: "0.1.0".into(),
+        enrolled_via: "token",
+        cert_serial: serial.into(),
+        cert_not_after: 2_000_000_000,
+    }
+}
+
+#[test]
+fn enrollment_tokens_are_counted_expire_and_revoke() {
+    let (_dir, store, scope, site) = setup();
+    let by = By::new("boss@shop.example");
+    let secret = tokens::new_api_token();
+    let info = store
+        .blocking(|db| {
+            db.create_enrollment_token(
+                &scope,
+                &by,
+                site,
+                "ket_abc",
+                &secret.digest,
+                2,
+                by.now + 3600,
+            )
+        })
+        .unwrap();
+    assert_eq!(info.uses_left, 2);
+    let org_id = scope.org_id();
+    for (i, expect) in [(1, true), (2, true), (3, false)] {
+        let got = store
+            .blocking(|db| {
+                db.enroll_with_token(
+                    &secret.digest,
+                    |o, s| Ok(device(&format!("kiosk-t{i}"), o, s, &format!("0{i}"))),
+                    by.now,
+                )
+            })
+            .unwrap();
+        assert_eq!(got.is_some(), expect, "use {i}");
+        if let Some(d) = got {
+            assert_eq!((d.org_id, d.site_id), (org_id, site));
+        }
+    }
+    // Expired and revoked tokens enroll nothing.
+    let short = tokens::new_api_token();
+    store
+        .blocking(|db| {
+            db.create_enrollment_token(&scope, &by, site, "ket_def", &short.digest, 5, by.now + 10)
+        })
+        .unwrap();
+    let later = by.now + 11;
+    assert!(store
+        .blocking(|db| db.enroll_with_token(
+            &short.digest,
+            |o, s| Ok(device("kiosk-late", o, s, "0a")),
+            later
+        ))
+        .unwrap()
+        .is_none());
+    let third = tokens::new_api_token();
+    let t = store
+        .blocking(|db| {
+            db.create_enrollment_token(
+                &scope,
+                &by,
+                site,
+                "ket_ghi",
+                &third.digest,
+                5,
+                by.now + 3600,
+            )
+        })
+        .unwrap();
+    store
+        .blocking(|db| db.revoke_enrollment_token(&scope, &by, t.id))
+        .unwrap();
+    assert!(store
+        .blocking(|db| db.enroll_with_token(
+            &third.digest,
+            |o, s| Ok(device("kiosk-rev", o, s, "0b")),
+            by.now
+        ))
+        .unwrap()
+        .is_none());
+    // A site of another organization cannot be named.
+    let other = OrgScope::trusted_internal(tenantd::tenancy::OrgRef {
+        id: 999,
+        slug: "x".into(),
+        name: "x".into(),
+    });
+    assert!(matches!(
+        store.blocking(|db| db.create_enrollment_token(
+            &other,
+            &by,
+            site,
+            "ket_x",
+            &tokens::new_api_token().digest,
+            1,
+            by.now + 60
+        )),
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[test]
+fn device_messages_are_kept_once_and_revocation_feeds_the_crl() {
+    let (_dir, store, scope, site) = setup();
+    let by = By::new("boss@shop.example");
+    let secret = tokens::new_api_token();
+    store
+        .blocking(|db| {
+            db.create_enrollment_token(
+                &scope,
+                &by,
+                site,
+                "ket_abc",
+                &secret.digest,
+                1,
+                by.now + 3600,
+            )
+        })
+        .unwrap();
+    store
+        .blocking(|db| {
+            db.enroll_with_token(
+                &secret.digest,
+                |o, s| Ok(device("kiosk-one", o, s, "7f01")),
+                by.now,
+            )
+        })
+        .unwrap()
+        .unwrap();
+    for seq in 1..=3u64 {
+        for _ in 0..2 {
+            store
+                .blocking(|db| {
+                    db.record_device_message(
+                        "kiosk-one",
+                        &format!("msg-000{seq}-abcdef"),
+                        seq,
+                        "events",
+                        "{}",
+                        by.now,
+                    )
+                })
+                .unwrap();
+        }
+    }
+    let kept = store
+        .blocking(|db| db.device_messages("kiosk-one", "events"))
+        .unwrap();
+    assert_eq!(
+        kept.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        store.blocking(|db| db.device_org("kiosk-one")).unwrap(),
+        Some(scope.org_id())
+    );
+
+    let (_, before) = store.blocking(|db| db.crl_inputs(CrlCa::Device)).unwrap();
+    let serials = store
+        .blocking(|db| db.revoke_device(&scope, &by, "kiosk-one"))
+        .unwrap();
+    assert_eq!(serials, vec!["7f01".to_string()]);
+    let (revoked, after) = store.blocking(|db| db.crl_inputs(CrlCa::Device)).unwrap();
+    assert_eq!(
+        revoked.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        vec!["7f01"]
+    );
+    assert!(after > before, "a new CRL number");
+    assert_eq!(
+        store.blocking(|db| db.device_org("kiosk-one")).unwrap(),
+        None,
+        "revoked devices send nothing"
+    );
+}
+
+#[test]
+fn an_activation_code_is_claimed_once_for_a_site_of_the_claiming_org() {
+    let (_dir, store, scope, site) = setup();
+    let by = By::new("boss@shop.example");
+    let code = tokens::digest("K7QM-X2PD");
+    let hw = serde_json::json!({ "board": "qemu", "serial": "Q1", "firmware": "0.1.0" });
+    store
+        .blocking(|db| {
+            db.create_activation_code(
+                &code,
+                "claim-batch1",
+                "req-1",
+                "CSR",
+                &hw,
+                by.now + 600,
+                by.now,
+            )
+        })
+        .unwrap();
+    let org_id = scope.org_id();
+    let (pending, dev) = store
+        .blocking(|db| {
+            db.claim_activation_code(&scope, &by, &code, site, |p| {
+                assert_eq!(p.request_id, "req-1");
+                Ok(NewDevice {
+                    enrolled_via: "activation_code",
+                    ..device("kiosk-act", org_id, site, "7f02")
+                })
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        (pending.claim_cn.as_str(), dev.id.as_str()),
+        ("claim-batch1", "kiosk-act")
+    );
+    assert!(
+        matches!(
+            store.blocking(
+                |db| db.claim_activation_code(&scope, &by, &code, site, |_| Ok(device(
+                    "kiosk-b", org_id, site, "7f03"
+                )))
+            ),
+            Err(StoreError::NotFound)
+        ),
+        "a code works once"
+    );
+    let devices = store.blocking(|db| db.list_devices(&scope)).unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].enrolled_via, "activation_code");
+}
