@@ -56,6 +56,8 @@ fn device(id: &str, org_id: i64, site_id: i64, serial: &str) -> NewDevice {
         enrolled_via: "token",
         cert_serial: serial.into(),
         cert_not_after: 2_000_000_000,
+        certificate_pem: format!("CERT {id}"),
+        provision_key: format!("claim-batch1/req-{id}"),
     }
 }
 

@@ -212,6 +212,12 @@ impl Ca {
         })
     }
 
+    /// Whether a CSR parses and its signature holds (checked before keeping it for later).
+    pub fn check_csr(&self, csr_pem: &str) -> Result<(), TlsError> {
+        CertificateSigningRequestParams::from_pem(csr_pem)?;
+        Ok(())
+    }
+
     /// Makes a key pair here and certifies it: for claim and service identities, which the
     /// cloud itself hands out. Returns the certificate and the key (PEM).
     pub fn issue_with_key(&self, cn: &str, days: i64) -> Result<(Issued, String), TlsError> {

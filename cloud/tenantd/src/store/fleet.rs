@@ -68,6 +68,9 @@ pub struct NewDevice {
     pub enrolled_via: &'static str,
     pub cert_serial: String,
     pub cert_not_after: i64,
+    pub certificate_pem: String,
+    /// `<claim cn>/<request id>`: the request this device came from.
+    pub provision_key: String,
 }
 
 /// A provisioning request waiting for an admin to claim its activation code.
@@ -459,6 +462,49 @@ impl Db<'_> {
         Ok((revoked, number.max(1) as u64))
     }
 
+    /// The device a provisioning request already enrolled, with its newest certificate: a
+    /// retried request gets the same answer. `Err(NotFound)` for a revoked device.
+    pub fn enrolled_by_request(
+        &mut self,
+        provision_key: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row: Option<(String, Option<i64>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT d.id, d.revoked_at,
+                        (SELECT c.certificate FROM device_certs c WHERE c.device_id = d.id
+                         AND c.revoked_at IS NULL ORDER BY c.issued_at DESC LIMIT 1)
+                 FROM devices d WHERE d.provision_key = ?1",
+                [provision_key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((_, Some(_), _)) | Some((_, None, None)) => Err(StoreError::NotFound),
+            Some((id, None, Some(cert))) => Ok(Some((id, cert))),
+        }
+    }
+
+    /// A pending activation code for a request, if one is still open (a retried request is
+    /// shown the same code).
+    pub fn open_activation_for_request(
+        &mut self,
+        claim_cn: &str,
+        request_id: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT expires_at FROM activation_codes
+                 WHERE claim_cn = ?1 AND request_id = ?2 AND device_id IS NULL AND expires_at > ?3",
+                params![claim_cn, request_id, now],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The organization of an enrolled, unrevoked device (for messages it sends).
     pub fn device_org(&mut self, id: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
@@ -547,14 +593,21 @@ fn insert_device(
     actor: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO devices (id, org_id, site_id, hardware_serial, board, firmware, enrolled_via, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![d.id, d.org_id, d.site_id, d.hardware_serial, d.board, d.firmware, d.enrolled_via, now],
+        "INSERT INTO devices (id, org_id, site_id, hardware_serial, board, firmware, enrolled_via, provision_key, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![d.id, d.org_id, d.site_id, d.hardware_serial, d.board, d.firmware, d.enrolled_via, d.provision_key, now],
     )
-    .map_err(|e| conflict_on_unique(e, "device id collision"))?;
+    .map_err(|e| conflict_on_unique(e, "device already enrolled"))?;
     tx.execute(
-        "INSERT INTO device_certs (serial, device_id, not_after, issued_at) VALUES (?1, ?2, ?3, ?4)",
-        params![d.cert_serial, d.id, d.cert_not_after, now],
+        "INSERT INTO device_certs (serial, device_id, certificate, not_after, issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            d.cert_serial,
+            d.id,
+            d.certificate_pem,
+            d.cert_not_after,
+            now
+        ],
     )?;
     let by = By {
         actor: actor.to_string(),

@@ -123,6 +123,8 @@ CREATE TABLE devices (
     board            TEXT NOT NULL,
     firmware         TEXT NOT NULL,
     enrolled_via     TEXT NOT NULL CHECK (enrolled_via IN ('token', 'activation_code')),
+    -- claim CN + request id of the provisioning request: a retried request finds its device.
+    provision_key    TEXT NOT NULL UNIQUE,
     created_at       INTEGER NOT NULL,
     revoked_at       INTEGER,
     online           INTEGER NOT NULL DEFAULT 0,
@@ -136,6 +138,7 @@ CREATE INDEX devices_org ON devices(org_id);
 CREATE TABLE device_certs (
     serial      TEXT PRIMARY KEY,
     device_id   TEXT NOT NULL REFERENCES devices(id),
+    certificate TEXT NOT NULL,
     not_after   INTEGER NOT NULL,
     issued_at   INTEGER NOT NULL,
     revoked_at  INTEGER

@@ -1,0 +1,585 @@
+//! The cloud's side of the MQTT link: one client on the broker's service listener.
+//!
+//! Threads and tasks: the rumqttc event loop runs in one task and forwards every publish to a
+//! worker task over a channel; the worker does the store work on the blocking pool, publishes
+//! any answer, and only then acknowledges the message (manual acks). So a message is in the
+//! store before the broker forgets it, and a crash in between means a redelivery that the
+//! message log keeps once: at least once on the wire, exactly once in the store. One worker
+//! keeps each device's messages in order.
+//!
+//! What it handles: provisioning requests (token or activation code), device events, reported
+//! config and command results (into the message log), telemetry (newest kept) and presence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiosk_protocol::command::CommandResult;
+use kiosk_protocol::config::Reported;
+use kiosk_protocol::event::Event as DeviceEvent;
+use kiosk_protocol::provision::{ProvisionRequest, ProvisionResponse, ProvisionResult};
+use kiosk_protocol::telemetry::{Presence, Status, Telemetry};
+use kiosk_protocol::topic::{self, Topic, Up};
+use kiosk_protocol::{DeviceId, Version};
+use rand::Rng;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
+use tokio::sync::{mpsc, watch};
+
+use super::broker::{BrokerFiles, SERVICE_IDENTITY};
+use super::pki::{FleetPki, DEVICE_CERT_DAYS};
+use crate::auth::tokens;
+use crate::store::{NewDevice, SqliteStore, StoreError};
+
+/// How long an activation code shown on a kiosk's screen stays valid.
+pub const ACTIVATION_CODE_TTL_S: i64 = 30 * 60;
+
+/// Letters of activation codes: no 0/O, 1/I/L, so they read aloud and type without doubt.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// A new device id: `kiosk-` and 12 base32 letters (60 random bits).
+pub fn new_device_id() -> DeviceId {
+    const B32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut rng = rand::rng();
+    let tail: String = (0..12)
+        .map(|_| B32[rng.random_range(0..B32.len())] as char)
+        .collect();
+    // The alphabet and length always make a valid id.
+    DeviceId::parse(&format!("kiosk-{tail}")).unwrap_or_else(|_| unreachable!())
+}
+
+/// A new activation code, `XXXX-XXXX`.
+pub fn new_activation_code() -> String {
+    let mut rng = rand::rng();
+    let mut code: String = (0..8)
+        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
+        .collect();
+    code.insert(4, '-');
+    code
+}
+
+/// The digest an activation code is stored under (case and dashes do not matter).
+pub fn activation_code_digest(code: &str) -> [u8; 32] {
+    let normalized: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    tokens::digest(&normalized)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn response(claim_cn: &str, request_id: &str, result: ProvisionResult) -> Outgoing {
+    Outgoing {
+        topic: Topic::ProvisionResponse(claim_cn.to_string()).name(),
+        payload: json(&ProvisionResponse {
+            v: Version::CURRENT,
+            request_id: request_id.to_string(),
+            result,
+        }),
+        retain: false,
+    }
+}
+
+/// What a provisioning request brings to an enrollment.
+#[derive(Debug, Clone, Copy)]
+pub struct Enrollment<'a> {
+    pub claim_cn: &'a str,
+    pub request_id: &'a str,
+    pub csr_pem: &'a str,
+    pub hardware: &'a kiosk_protocol::provision::Hardware,
+    pub via: &'static str,
+}
+
+/// Builds the device a request enrolls into `org_id`/`site_id`, signing its CSR.
+pub fn make_device(
+    pki: &FleetPki,
+    org_id: i64,
+    site_id: i64,
+    e: Enrollment<'_>,
+) -> Result<NewDevice, StoreError> {
+    let id = new_device_id();
+    let issued = pki
+        .device
+        .sign_csr(e.csr_pem, id.as_str(), DEVICE_CERT_DAYS)
+        .map_err(|e| StoreError::Corrupt(format!("bad CSR: {e}")))?;
+    Ok(NewDevice {
+        id: id.as_str().to_string(),
+        org_id,
+        site_id,
+        hardware_serial: e.hardware.serial.clone(),
+        board: e.hardware.board.clone(),
+        firmware: e.hardware.firmware.clone(),
+        enrolled_via: e.via,
+        cert_serial: issued.serial,
+        cert_not_after: issued.not_after_unix,
+        certificate_pem: issued.certificate_pem,
+        provision_key: format!("{}/{}", e.claim_cn, e.request_id),
+    })
+}
+
+/// Answers a provisioning request published under `claim_cn`.
+pub fn handle_provision(
+    store: &SqliteStore,
+    pki: &FleetPki,
+    claim_cn: &str,
+    payload: &[u8],
+    now: i64,
+) -> Result<Vec<Outgoing>, StoreError> {
+    if !store.blocking(|db| db.claim_batch_active(claim_cn))? {
+        tracing::warn!(
+            claim_cn,
+            "provisioning request from an unknown or revoked claim identity"
+        );
+        return Ok(Vec::new());
+    }
+    let request: ProvisionRequest = match serde_json::from_slice(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(claim_cn, error = %e, "unreadable provisioning request");
+            return Ok(Vec::new());
+        }
+    };
+    let rid = request.request_id.clone();
+    if rid.is_empty() || rid.len() > 64 {
+        return Ok(vec![response(
+            claim_cn,
+            &rid,
+            ProvisionResult::Rejected {
+                reason: "request_id must have 1 to 64 characters".into(),
+            },
+        )]);
+    }
+    let key = format!("{claim_cn}/{rid}");
+    let ca_pem = pki.device.pem().to_string();
+    // A retried request gets the answer it had.
+    match store.blocking(|db| db.enrolled_by_request(&key)) {
+        Ok(Some((device_id, certificate_pem))) => {
+            let device_id =
+                DeviceId::parse(&device_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            return Ok(vec![response(
+                claim_cn,
+                &rid,
+                ProvisionResult::Certificate {
+                    device_id,
+                    certificate_pem,
+                    ca_pem,
+                },
+            )]);
+        }
+        Err(StoreError::NotFound) => {
+            return Ok(vec![response(
+                claim_cn,
+                &rid,
+                ProvisionResult::Rejected {
+                    reason: "this device was revoked".into(),
+                },
+            )]);
+        }
+        Err(e) => return Err(e),
+        Ok(None) => {}
+    }
+    if pki.device.check_csr(&request.csr_pem).is_err() {
+        return Ok(vec![response(
+            claim_cn,
+            &rid,
+            ProvisionResult::Rejected {
+                reason: "the CSR is not a valid signed PKCS#10 request".into(),
+            },
+        )]);
+    }
+    if let Some(token) = &request.enrollment_token {
+        let digest = tokens::digest(token);
+        let enrolled = store.blocking(|db| {
+            db.enroll_with_token(
+                &digest,
+                |org_id, site_id| {
+                    make_device(
+                        pki,
+                        org_id,
+                        site_id,
+                        Enrollment {
+                            claim_cn,
+                            request_id: &rid,
+                            csr_pem: &request.csr_pem,
+                            hardware: &request.hardware,
+                            via: "token",
+                        },
+                    )
+                },
+                now,
+            )
+        })?;
+        return Ok(vec![match enrolled {
+            Some(device) => {
+                tracing::info!(device = %device.id, org = device.org_id, "enrolled with a token");
+                ProvisionResult::Certificate {
+                    device_id: DeviceId::parse(&device.id)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    certificate_pem: device.certificate_pem,
+                    ca_pem,
+                }
+            }
+            None => ProvisionResult::Rejected {
+                reason: "the enrollment token is not valid (unknown, expired, used up or revoked)"
+                    .into(),
+            },
+        }]
+        .into_iter()
+        .map(|r| response(claim_cn, &rid, r))
+        .collect());
+    }
+    // No token: an activation code for an admin to claim. A retry while one is open gets a
+    // fresh code for the same request (the old one is never shown again, so it cannot leak).
+    let code = new_activation_code();
+    let digest = activation_code_digest(&code);
+    let expires_at = now + ACTIVATION_CODE_TTL_S;
+    let hardware = serde_json::to_value(&request.hardware).unwrap_or_default();
+    store.blocking(|db| {
+        db.create_activation_code(
+            &digest,
+            claim_cn,
+            &rid,
+            &request.csr_pem,
+            &hardware,
+            expires_at,
+            now,
+        )
+    })?;
+    Ok(vec![response(
+        claim_cn,
+        &rid,
+        ProvisionResult::ActivationCode {
+            code,
+            expires_at_ms: expires_at * 1000,
+        },
+    )])
+}
+
+/// Stores one device→cloud message. Messages of unknown or revoked devices are dropped.
+pub fn handle_up(
+    store: &SqliteStore,
+    device: &DeviceId,
+    channel: Up,
+    payload: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    let id = device.as_str();
+    if store.blocking(|db| db.device_org(id))?.is_none() {
+        tracing::warn!(
+            device = id,
+            "message from an unknown or revoked device dropped"
+        );
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(payload);
+    let header = match channel {
+        Up::Events => serde_json::from_slice::<DeviceEvent>(payload).map(|e| e.header),
+        Up::Reported => serde_json::from_slice::<Reported>(payload).map(|r| r.header),
+        Up::CmdResult => serde_json::from_slice::<CommandResult>(payload).map(|r| r.header),
+        Up::Telemetry => {
+            return match serde_json::from_slice::<Telemetry>(payload) {
+                Ok(_) => store.blocking(|db| db.record_telemetry(id, &text, now)),
+                Err(e) => {
+                    tracing::warn!(device = id, error = %e, "unreadable telemetry dropped");
+                    Ok(())
+                }
+            };
+        }
+        Up::Signal => return Ok(()),
+    };
+    match header {
+        Ok(h) => {
+            let fresh = store.blocking(|db| {
+                db.record_device_message(id, h.id.as_str(), h.seq, channel.name(), &text, now)
+            })?;
+            if !fresh {
+                tracing::debug!(device = id, message = %h.id, "duplicate delivery kept once");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(device = id, channel = channel.name(), error = %e, "unreadable message dropped");
+            Ok(())
+        }
+    }
+}
+
+/// Handles one incoming publish.
+pub fn handle(
+    store: &SqliteStore,
+    pki: &FleetPki,
+    topic_name: &str,
+    payload: &[u8],
+    now: i64,
+) -> Result<Vec<Outgoing>, StoreError> {
+    match Topic::parse(topic_name) {
+        Some(Topic::ProvisionRequest(claim_cn)) => {
+            handle_provision(store, pki, &claim_cn, payload, now)
+        }
+        Some(Topic::Up(device, channel)) => {
+            handle_up(store, &device, channel, payload, now).map(|()| Vec::new())
+        }
+        Some(Topic::Status(device)) => {
+            if let Ok(status) = serde_json::from_slice::<Status>(payload) {
+                let online = status.state == Presence::Online;
+                store.blocking(|db| db.set_presence(device.as_str(), online, now))?;
+            }
+            Ok(Vec::new())
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// An admin claims an activation code for a site: the device is enrolled, its CSR signed, and
+/// the certificate published to the kiosk that is waiting on its claim identity's topic.
+pub async fn claim_activation(
+    link: &FleetLink,
+    store: &SqliteStore,
+    pki: Arc<FleetPki>,
+    scope: crate::tenancy::OrgScope,
+    by: crate::store::By,
+    code: &str,
+    site_id: i64,
+) -> Result<NewDevice, StoreError> {
+    let digest = activation_code_digest(code);
+    let pki2 = pki.clone();
+    let org_id = scope.org_id();
+    let (pending, device) = store
+        .run(move |db| {
+            db.claim_activation_code(&scope, &by, &digest, site_id, |p| {
+                let hardware: kiosk_protocol::provision::Hardware =
+                    serde_json::from_value(p.hardware.clone())
+                        .map_err(|e| StoreError::Corrupt(format!("stored hardware: {e}")))?;
+                make_device(
+                    &pki2,
+                    org_id,
+                    site_id,
+                    Enrollment {
+                        claim_cn: &p.claim_cn,
+                        request_id: &p.request_id,
+                        csr_pem: &p.csr_pem,
+                        hardware: &hardware,
+                        via: "activation_code",
+                    },
+                )
+            })
+        })
+        .await?;
+    let device_id = DeviceId::parse(&device.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let answer = response(
+        &pending.claim_cn,
+        &pending.request_id,
+        ProvisionResult::Certificate {
+            device_id,
+            certificate_pem: device.certificate_pem.clone(),
+            ca_pem: pki.device.pem().to_string(),
+        },
+    );
+    // If this publish is lost, the kiosk's retried request finds the device and gets the
+    // same certificate.
+    if let Err(e) = link.publish(answer).await {
+        tracing::warn!(error = %e, "could not send the certificate now; the kiosk's retry will get it");
+    }
+    Ok(device)
+}
+
+/// Where and how the cloud connects to the broker.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub host: String,
+    pub port: u16,
+    /// PEM of the CA that signed the broker's server certificate.
+    pub server_ca_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    pub client_id: String,
+}
+
+impl LinkSettings {
+    /// The managed broker's service listener, with the files `broker::write_files` made.
+    pub fn managed(files: &BrokerFiles, port: u16) -> std::io::Result<LinkSettings> {
+        Ok(LinkSettings {
+            host: "localhost".into(),
+            port,
+            server_ca_pem: std::fs::read_to_string(files.server_ca())?,
+            client_cert_pem: std::fs::read_to_string(files.service_client_cert())?,
+            client_key_pem: std::fs::read_to_string(files.service_client_key())?,
+            client_id: SERVICE_IDENTITY.to_string(),
+        })
+    }
+
+    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut self.server_ca_pem.as_bytes()) {
+            roots
+                .add(c.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        let chain: Vec<_> = rustls_pemfile::certs(&mut self.client_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = rustls_pemfile::private_key(&mut self.client_key_pem.as_bytes())
+            .map_err(|e| e.to_string())?
+            .ok_or("no private key")?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// A running link: the client (for publishing from API handlers) and its tasks.
+#[derive(Debug, Clone)]
+pub struct FleetLink {
+    client: AsyncClient,
+    /// `true` while connected.
+    pub connected: watch::Receiver<bool>,
+}
+
+impl FleetLink {
+    /// Publishes a message (QoS 1).
+    pub async fn publish(&self, out: Outgoing) -> Result<(), String> {
+        self.client
+            .publish(out.topic, QoS::AtLeastOnce, out.retain, out.payload)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Connects and starts the event-loop and worker tasks; they end when `shutdown` flips.
+    pub fn start(
+        settings: LinkSettings,
+        store: SqliteStore,
+        pki: Arc<FleetPki>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<FleetLink, String> {
+        let mut opts = MqttOptions::new(
+            settings.client_id.clone(),
+            settings.host.clone(),
+            settings.port,
+        );
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_start(false);
+        opts.set_session_expiry_interval(Some(24 * 3600));
+        opts.set_manual_acks(true);
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(settings.tls()?)));
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (connected_tx, connected_rx) = watch::channel(false);
+        let (work_tx, mut work_rx) = mpsc::channel::<Publish>(1024);
+
+        // Worker: store, answer, then acknowledge.
+        let worker_client = client.clone();
+        tokio::spawn(async move {
+            while let Some(publish) = work_rx.recv().await {
+                let topic = String::from_utf8_lossy(&publish.topic).to_string();
+                let payload = publish.payload.to_vec();
+                let (store, pki) = (store.clone(), pki.clone());
+                let now = crate::store::now_unix();
+                let result = tokio::task::spawn_blocking(move || {
+                    handle(&store, &pki, &topic, &payload, now)
+                })
+                .await;
+                match result {
+                    Ok(Ok(outgoing)) => {
+                        for out in outgoing {
+                            if let Err(e) = worker_client
+                                .publish(out.topic, QoS::AtLeastOnce, out.retain, out.payload)
+                                .await
+                            {
+                                tracing::error!(error = %e, "could not queue an answer");
+                            }
+                        }
+                        if let Err(e) = worker_client.ack(&publish).await {
+                            tracing::error!(error = %e, "could not acknowledge");
+                        }
+                    }
+                    // Not acknowledged: the broker delivers it again after a reconnect.
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "message not stored; it will be redelivered")
+                    }
+                    Err(e) => tracing::error!(error = %e, "message handler failed"),
+                }
+            }
+        });
+
+        // Event loop: (re)connect with back-off, subscribe on every connection.
+        let sub_client = client.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => {
+                        let _ = sub_client.disconnect().await;
+                        return;
+                    }
+                    event = eventloop.poll() => match event {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            backoff = Duration::from_millis(200);
+                            let _ = connected_tx.send(true);
+                            for filter in [topic::cloud::PROVISION, topic::cloud::UP, topic::cloud::STATUS] {
+                                if let Err(e) = sub_client.subscribe(filter, QoS::AtLeastOnce).await {
+                                    tracing::error!(error = %e, filter, "subscribe failed");
+                                }
+                            }
+                            tracing::info!("fleet link connected");
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if work_tx.send(p).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = connected_tx.send(false);
+                            tracing::warn!(error = %e, "fleet link down; reconnecting");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(FleetLink {
+            client,
+            connected: connected_rx,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_codes_have_their_forms() {
+        for _ in 0..100 {
+            let id = new_device_id();
+            assert!(id.as_str().starts_with("kiosk-") && id.as_str().len() == 18);
+            let code = new_activation_code();
+            assert_eq!(code.len(), 9);
+            assert_eq!(&code[4..5], "-");
+            assert!(!code.contains(['0', 'O', '1', 'I', 'L']));
+        }
+        assert_eq!(
+            activation_code_digest("k7qm-x2pd"),
+            activation_code_digest("K7QMX2PD")
+        );
+    }
+}

@@ -1,0 +1,426 @@
+//! Enrollment end to end against a real mosquitto and a real SQLite store: a simulated kiosk
+//! (raw MQTT 5 client, its own key, a real CSR) enrolls with a token and with an activation
+//! code, reconnects with its own certificate, and its duplicated events are kept once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiosk_protocol::event::{Event, EventBody};
+use kiosk_protocol::provision::{Hardware, ProvisionRequest, ProvisionResponse, ProvisionResult};
+use kiosk_protocol::{MessageId, UpHeader, Version};
+use rcgen::{CertificateParams, KeyPair};
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
+use tenantd::auth::password::{HashCost, Password};
+use tenantd::auth::tokens;
+use tenantd::fleet::broker::{self, BrokerSettings, ManagedBroker};
+use tenantd::fleet::pki::FleetPki;
+use tenantd::fleet::service::{self, FleetLink, LinkSettings};
+use tenantd::store::{By, NewUser, SqliteStore};
+use tenantd::tenancy::{OrgScope, Role};
+use tokio::sync::{mpsc, watch};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tls(ca_pem: &str, cert: &str, key: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = rustls_pemfile::certs(&mut cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut key.as_bytes())
+        .unwrap()
+        .unwrap();
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap(),
+    )
+}
+
+/// A client whose incoming publishes (topic, payload) arrive on a channel.
+async fn client(
+    port: u16,
+    id: &str,
+    ca: &str,
+    cert: &str,
+    key: &str,
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    let mut opts = MqttOptions::new(id, "localhost", port);
+    opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls(ca, cert, key))));
+    let (c, mut el) = AsyncClient::new(opts, 256);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (up_tx, mut up_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                    let _ = up_tx.send(true);
+                }
+                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((
+                        String::from_utf8_lossy(&p.topic).to_string(),
+                        p.payload.to_vec(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, up_rx.wait_for(|up| *up))
+        .await
+        .expect("connected")
+        .unwrap();
+    (c, rx)
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    pki: Arc<FleetPki>,
+    settings: BrokerSettings,
+    server_ca: String,
+    broker: ManagedBroker,
+    link: FleetLink,
+    _stop: watch::Sender<bool>,
+    scope: OrgScope,
+    site: i64,
+    claim_cert: String,
+    claim_key: String,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tenantd::bootstrap(
+        &data,
+        "ops@p.example",
+        "Ops",
+        Some(Password::new("a long platform secret")),
+        HashCost::default(),
+    )
+    .unwrap();
+    let store = SqliteStore::open(&data).unwrap();
+    let by = By::new("test");
+    let admin = NewUser {
+        email: "boss@shop.example".into(),
+        name: "Boss".into(),
+        role: Role::OrgAdmin,
+        password_hash: "x".into(),
+        must_change_password: false,
+    };
+    store
+        .blocking(|db| db.create_org(&by, "shop", "Shop", &admin))
+        .unwrap();
+    let scope =
+        OrgScope::trusted_internal(store.blocking(|db| db.org_ref("shop")).unwrap().unwrap());
+    let site: tenantd::sites::SiteInput = serde_json::from_value(serde_json::json!({
+        "name": "Main", "timezone": "Europe/Paris",
+        "business_hours": { "mon": [], "tue": [], "wed": [], "thu": [], "fri": [], "sat": [], "sun": [] }
+    }))
+    .unwrap();
+    let spec = site.validate().unwrap();
+    let site = store
+        .blocking(|db| db.save_site(&scope, &by, None, &spec))
+        .unwrap()
+        .id;
+
+    let pki = Arc::new(FleetPki::open(&data).unwrap());
+    let (claim, claim_key) = pki.claim.issue_with_key("claim-batch1", 30).unwrap();
+    store
+        .blocking(|db| {
+            db.create_claim_batch(
+                &by,
+                "claim-batch1",
+                "test batch",
+                &claim.serial,
+                claim.not_after_unix,
+            )
+        })
+        .unwrap();
+    let settings = BrokerSettings {
+        device_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        provision_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        service_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        ..BrokerSettings::default()
+    };
+    let files = broker::write_files(&data, &settings, &pki, &[], &[], 1).unwrap();
+    let broker = ManagedBroker::start(settings.clone(), files.clone())
+        .await
+        .unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    let link = FleetLink::start(
+        LinkSettings::managed(&files, settings.service_listen.port()).unwrap(),
+        store.clone(),
+        pki.clone(),
+        stop_rx,
+    )
+    .unwrap();
+    let mut connected = link.connected.clone();
+    tokio::time::timeout(WAIT, connected.wait_for(|c| *c))
+        .await
+        .unwrap()
+        .unwrap();
+    // Let the link's subscriptions land before anything is published.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Setup {
+        server_ca: std::fs::read_to_string(files.server_ca()).unwrap(),
+        _dir: dir,
+        store,
+        pki,
+        settings,
+        broker,
+        link,
+        _stop: stop,
+        scope,
+        site,
+        claim_cert: claim.certificate_pem,
+        claim_key,
+    }
+}
+
+/// A kiosk asking to be enrolled: its own key, a CSR, the claim identity.
+async fn provision(
+    s: &Setup,
+    request_id: &str,
+    token: Option<String>,
+) -> (
+    KeyPair,
+    mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    AsyncClient,
+) {
+    let key = KeyPair::generate().unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let (c, rx) = client(
+        s.settings.provision_listen.port(),
+        &format!("claim-batch1-{request_id}"),
+        &s.server_ca,
+        &s.claim_cert,
+        &s.claim_key,
+    )
+    .await;
+    c.subscribe("provision/v1/claim-batch1/response", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let request = ProvisionRequest {
+        v: Version::CURRENT,
+        request_id: request_id.into(),
+        csr_pem: csr,
+        hardware: Hardware {
+            board: "qemu".into(),
+            serial: format!("HW-{request_id}"),
+            firmware: "0.1.0".into(),
+        },
+        enrollment_token: token,
+    };
+    c.publish(
+        "provision/v1/claim-batch1/request",
+        QoS::AtLeastOnce,
+        false,
+        serde_json::to_vec(&request).unwrap(),
+    )
+    .await
+    .unwrap();
+    (key, rx, c)
+}
+
+async fn answer(
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    request_id: &str,
+) -> ProvisionResult {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, payload) = rx.recv().await.expect("answer channel open");
+            let r: ProvisionResponse = serde_json::from_slice(&payload).unwrap();
+            if r.request_id == request_id {
+                return r.result;
+            }
+        }
+    })
+    .await
+    .expect("an answer in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_enrolls_with_a_token_and_its_events_are_kept_exactly_once() {
+    let s = setup().await;
+    let by = By::new("boss@shop.example");
+    let token = tokens::new_api_token();
+    let (scope, site) = (s.scope.clone(), s.site);
+    s.store
+        .blocking(|db| {
+            db.create_enrollment_token(&scope, &by, site, "kct_x", &token.digest, 1, by.now + 3600)
+        })
+        .unwrap();
+
+    let (key, mut rx, _claim) = provision(&s, "req-token-1", Some(token.secret.clone())).await;
+    let ProvisionResult::Certificate {
+        device_id,
+        certificate_pem,
+        ..
+    } = answer(&mut rx, "req-token-1").await
+    else {
+        panic!("expected a certificate")
+    };
+    // The same request again (the answer was lost, say): the same device and certificate.
+    let (_, mut rx2, _c2) = provision(&s, "req-token-1", Some(token.secret.clone())).await;
+    let ProvisionResult::Certificate {
+        device_id: again, ..
+    } = answer(&mut rx2, "req-token-1").await
+    else {
+        panic!("expected the same certificate")
+    };
+    assert_eq!(again, device_id);
+    // The token had one use: a new request with it is refused.
+    let (_, mut rx3, _c3) = provision(&s, "req-token-2", Some(token.secret.clone())).await;
+    assert!(matches!(
+        answer(&mut rx3, "req-token-2").await,
+        ProvisionResult::Rejected { .. }
+    ));
+
+    // The kiosk connects with its own certificate and sends events, each twice.
+    let (dev, _) = client(
+        s.settings.device_listen.port(),
+        device_id.as_str(),
+        &s.server_ca,
+        &certificate_pem,
+        &key.serialize_pem(),
+    )
+    .await;
+    for seq in 1..=20u64 {
+        let event = Event {
+            v: Version::CURRENT,
+            header: UpHeader {
+                id: MessageId::parse(&format!("evt-{seq:06}-abc")).unwrap(),
+                seq,
+                at_ms: 0,
+            },
+            body: EventBody::Diagnostic {
+                code: "test".into(),
+                detail: format!("event {seq}"),
+            },
+        };
+        let bytes = serde_json::to_vec(&event).unwrap();
+        for _ in 0..2 {
+            dev.publish(
+                format!("kiosk/v1/{device_id}/up/events"),
+                QoS::AtLeastOnce,
+                false,
+                bytes.clone(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let id = device_id.as_str().to_string();
+    let kept = tokio::time::timeout(WAIT, async {
+        loop {
+            let kept = s
+                .store
+                .blocking(|db| db.device_messages(&id, "events"))
+                .unwrap();
+            if kept.len() >= 20 {
+                return kept;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("all events stored");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kept_now = s
+        .store
+        .blocking(|db| db.device_messages(&id, "events"))
+        .unwrap();
+    assert_eq!(kept_now.len(), 20, "40 deliveries, 20 events kept");
+    assert_eq!(
+        kept.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    let devices = s.store.blocking(|db| db.list_devices(&scope)).unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].site_id, Some(site));
+    s.broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_without_a_token_is_enrolled_when_an_admin_claims_its_code() {
+    let s = setup().await;
+    let (key, mut rx, _claim) = provision(&s, "req-code-1", None).await;
+    let ProvisionResult::ActivationCode {
+        code,
+        expires_at_ms,
+    } = answer(&mut rx, "req-code-1").await
+    else {
+        panic!("expected an activation code")
+    };
+    assert!(expires_at_ms > 0 && code.len() == 9);
+    // The admin types the code (lower case, no dash) in the console.
+    let typed = code.replace('-', "").to_lowercase();
+    let device = service::claim_activation(
+        &s.link,
+        &s.store,
+        s.pki.clone(),
+        s.scope.clone(),
+        By::new("boss@shop.example"),
+        &typed,
+        s.site,
+    )
+    .await
+    .unwrap();
+    let ProvisionResult::Certificate {
+        device_id,
+        certificate_pem,
+        ..
+    } = answer(&mut rx, "req-code-1").await
+    else {
+        panic!("expected the certificate after the claim")
+    };
+    assert_eq!(device_id.as_str(), device.id);
+    let (_dev, _) = client(
+        s.settings.device_listen.port(),
+        device_id.as_str(),
+        &s.server_ca,
+        &certificate_pem,
+        &key.serialize_pem(),
+    )
+    .await;
+    // A code works once.
+    assert!(service::claim_activation(
+        &s.link,
+        &s.store,
+        s.pki.clone(),
+        s.scope.clone(),
+        By::new("boss@shop.example"),
+        &code,
+        s.site
+    )
+    .await
+    .is_err());
+    s.broker.stop().await;
+}
