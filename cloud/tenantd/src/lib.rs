@@ -74,6 +74,8 @@ pub enum Error {
     Runtime(std::io::Error),
     #[error("stop the server: {0}")]
     Shutdown(std::io::Error),
+    #[error("fleet: {0}")]
+    Fleet(#[from] fleet::FleetError),
     #[error("invalid {what}: {message}")]
     Invalid { what: &'static str, message: String },
 }
@@ -87,6 +89,8 @@ pub struct ServeConfig {
     pub hash_cost: HashCost,
     pub sessions: SessionPolicy,
     pub throttle: ThrottlePolicy,
+    /// The managed MQTT broker and fleet link; `None` serves the API and console only.
+    pub fleet: Option<fleet::broker::BrokerSettings>,
 }
 
 impl ServeConfig {
@@ -101,6 +105,7 @@ impl ServeConfig {
             hash_cost: HashCost::default(),
             sessions: SessionPolicy::default(),
             throttle: ThrottlePolicy::default(),
+            fleet: None,
         }
     }
 }
@@ -135,6 +140,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The local CA clients should trust, when tenantd made its own certificate.
     pub ca_file: Option<PathBuf>,
+    /// The fleet, when configured.
+    pub fleet: Option<Arc<fleet::Fleet>>,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -143,6 +150,12 @@ impl Server {
     /// Opens the store, loads or makes the certificate, and starts serving HTTPS.
     pub async fn start(config: ServeConfig) -> Result<Server, Error> {
         let store = open_existing(&config.data_dir)?;
+        let fleet = match &config.fleet {
+            Some(settings) => Some(Arc::new(
+                fleet::Fleet::start(&config.data_dir, store.clone(), settings.clone()).await?,
+            )),
+            None => None,
+        };
         let tls = tls::load(&config.data_dir, &config.tls)?;
         let hasher = PasswordHasher::new(config.hash_cost)?;
         let hashing_slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
@@ -153,6 +166,7 @@ impl Server {
             throttle: Arc::new(Mutex::new(LoginThrottle::new(config.throttle.clone()))),
             sessions: config.sessions.clone(),
             started: Instant::now(),
+            fleet: fleet.clone(),
         };
         let app = app(state);
         let handle = axum_server::Handle::new();
@@ -182,6 +196,7 @@ impl Server {
         Ok(Server {
             addr,
             ca_file: tls.ca_file,
+            fleet,
             handle,
             task,
         })
@@ -190,9 +205,14 @@ impl Server {
     /// Stops accepting, gives requests in flight up to 10 s, and waits for the server to end.
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        self.task
+        let served = self
+            .task
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if let Some(fleet) = &self.fleet {
+            fleet.stop().await;
+        }
+        served
     }
 }
 
@@ -218,6 +238,12 @@ pub async fn run(
             "tenantd: HTTPS on https://{} with a local CA; clients trust {}",
             server.addr,
             ca.display()
+        );
+    }
+    if let Some(f) = &server.fleet {
+        println!(
+            "tenantd: MQTT for kiosks on {} (enrolled) and {} (provisioning); cloud link on {}",
+            f.settings.device_listen, f.settings.provision_listen, f.settings.service_listen
         );
     }
     shutdown.await;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tenantd::auth::password::{HashCost, Password};
+use tenantd::fleet::broker::BrokerSettings;
 use tenantd::tls::TlsSource;
 use tenantd::{Error, ServeConfig};
 
@@ -46,9 +47,24 @@ enum Command {
         /// PEM private key for --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Extra DNS names or addresses for the local CA's server certificate.
+        /// Extra DNS names or addresses for the local CA's server certificates (HTTPS and MQTT).
         #[arg(long = "public-name")]
         public_names: Vec<String>,
+        /// `managed` starts and supervises mosquitto; `none` serves the API and console only.
+        #[arg(long, default_value = "managed", value_parser = ["managed", "none"])]
+        broker: String,
+        /// Where enrolled kiosks connect (MQTT over mTLS).
+        #[arg(long, default_value = "0.0.0.0:8883")]
+        mqtt_listen: SocketAddr,
+        /// Where kiosks with a claim certificate ask to be enrolled.
+        #[arg(long, default_value = "0.0.0.0:8885")]
+        mqtt_provision_listen: SocketAddr,
+        /// The broker's listener for tenantd itself (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:8884")]
+        mqtt_service_listen: SocketAddr,
+        /// The mosquitto executable.
+        #[arg(long, default_value = "/usr/sbin/mosquitto")]
+        mosquitto: PathBuf,
     },
     /// Create or refresh the demo organization and print its sign-ins (new passwords each time).
     Demo {
@@ -117,8 +133,23 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             tls_cert,
             tls_key,
             public_names,
+            broker,
+            mqtt_listen,
+            mqtt_provision_listen,
+            mqtt_service_listen,
+            mosquitto,
         } => {
             let mut config = ServeConfig::new(data, listen);
+            if broker == "managed" {
+                config.fleet = Some(BrokerSettings {
+                    mosquitto,
+                    device_listen: mqtt_listen,
+                    provision_listen: mqtt_provision_listen,
+                    service_listen: mqtt_service_listen,
+                    public_names: public_names.clone(),
+                    ..BrokerSettings::default()
+                });
+            }
             config.tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => TlsSource::Files { cert, key },
                 _ => TlsSource::LocalCa {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub throttle: Arc<Mutex<LoginThrottle>>,
     pub sessions: SessionPolicy,
     pub started: Instant,
+    /// The fleet (broker and MQTT link), when `serve` runs one.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl AppState {

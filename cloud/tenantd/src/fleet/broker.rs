@@ -376,7 +376,7 @@ pub fn write_crl(
 pub struct ManagedBroker {
     restart: Arc<Notify>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Incremented each time mosquitto is (re)started and listening.
     pub starts: watch::Receiver<u64>,
 }
@@ -517,7 +517,7 @@ impl ManagedBroker {
         Ok(ManagedBroker {
             restart,
             stop: stop_tx,
-            task,
+            task: std::sync::Mutex::new(Some(task)),
             starts: starts_rx,
         })
     }
@@ -527,10 +527,18 @@ impl ManagedBroker {
         self.restart.notify_one();
     }
 
-    /// Stops mosquitto (saving its state) and the supervisor.
-    pub async fn stop(self) {
+    /// A handle that asks for a restart, for tasks that outlive a borrow of the broker.
+    pub fn restart_handle(&self) -> Arc<Notify> {
+        self.restart.clone()
+    }
+
+    /// Stops mosquitto (saving its state) and the supervisor; later calls do nothing.
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 }
 

@@ -31,10 +31,12 @@ pub const DEVICE_CERT_DAYS: i64 = 90;
 pub const CLAIM_CERT_DAYS: i64 = 5 * 365;
 /// Life of a service certificate.
 pub const SERVICE_CERT_DAYS: i64 = 365;
-/// How long a published CRL stays valid; it is re-signed well before (see [`CRL_REFRESH`]).
-pub const CRL_DAYS: i64 = 7;
-/// Re-sign CRLs this often.
-pub const CRL_REFRESH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How long a CRL stays valid. Only the cloud's own broker reads it, and mosquitto loads it only
+/// at start, so it is long-lived and re-signed at every start, every revocation, and when it is
+/// older than [`CRL_RESIGN_AFTER_DAYS`].
+pub const CRL_DAYS: i64 = 365;
+/// Re-sign (and restart the broker) when the CRL is older than this.
+pub const CRL_RESIGN_AFTER_DAYS: u64 = 180;
 
 /// Which CA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
