@@ -150,9 +150,16 @@ impl Server {
     /// Opens the store, loads or makes the certificate, and starts serving HTTPS.
     pub async fn start(config: ServeConfig) -> Result<Server, Error> {
         let store = open_existing(&config.data_dir)?;
+        let pki = Arc::new(fleet::pki::FleetPki::open(&config.data_dir)?);
         let fleet = match &config.fleet {
             Some(settings) => Some(Arc::new(
-                fleet::Fleet::start(&config.data_dir, store.clone(), settings.clone()).await?,
+                fleet::Fleet::start(
+                    &config.data_dir,
+                    store.clone(),
+                    pki.clone(),
+                    settings.clone(),
+                )
+                .await?,
             )),
             None => None,
         };
@@ -167,6 +174,8 @@ impl Server {
             sessions: config.sessions.clone(),
             started: Instant::now(),
             fleet: fleet.clone(),
+            pki,
+            data_dir: config.data_dir.clone(),
         };
         let app = app(state);
         let handle = axum_server::Handle::new();

@@ -52,13 +52,25 @@ const MEMBERS_AND_ROOT: &[Who] = &[
     Who::AgentToken,
 ];
 
-/// What a route's `{id}` names.
-#[derive(Debug, Clone, Copy)]
+/// What a route's `{id}` or `{device}` names (or, for a claim, the code in its body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     None,
     User,
     Site,
     Token,
+    EnrollmentToken,
+    Device,
+    ActivationCode,
+}
+
+/// What a body is made from.
+struct BodyCtx {
+    n: usize,
+    /// A site of the organization in the path.
+    site: i64,
+    /// The activation code made for this call.
+    code: String,
 }
 
 /// Who may use a route on their own organization, the resource its `{id}` names, and whether
@@ -66,12 +78,12 @@ enum Target {
 struct Expect {
     allowed: &'static [Who],
     target: Target,
-    body: fn(usize) -> Option<Value>,
+    body: fn(&BodyCtx) -> Option<Value>,
     /// The call ends or changes the caller's own session: use a fresh caller for it.
     fresh_caller: bool,
 }
 
-fn no_body(_: usize) -> Option<Value> {
+fn no_body(_: &BodyCtx) -> Option<Value> {
     None
 }
 
@@ -81,7 +93,7 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
                    path: &'static str,
                    allowed: &'static [Who],
                    target: Target,
-                   body: fn(usize) -> Option<Value>| {
+                   body: fn(&BodyCtx) -> Option<Value>| {
         let fresh_caller = path == "/api/v1/auth/logout" || path == "/api/v1/auth/password";
         t.insert(
             (m.to_string(), path),
@@ -121,10 +133,9 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/auth/password",
         SESSIONS,
         T::None,
-        |n| {
-            Some(
-                json!({ "current_password": STAFF_PASSWORD, "new_password": format!("a brand new secret {n}") }),
-            )
+        |c| {
+            Some(json!({ "current_password": STAFF_PASSWORD,
+                     "new_password": format!("a brand new secret {}", c.n) }))
         },
     );
     add(Method::GET, "/api/v1/me", SIGNED_IN, T::None, no_body);
@@ -136,10 +147,9 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         no_body,
     );
     add(Method::GET, "/api/v1/orgs", ROOT, T::None, no_body);
-    add(Method::POST, "/api/v1/orgs", ROOT, T::None, |n| {
-        Some(
-            json!({ "slug": format!("new-org-{n}"), "name": "New", "admin_email": format!("boss{n}@new.example"), "admin_name": "Boss" }),
-        )
+    add(Method::POST, "/api/v1/orgs", ROOT, T::None, |c| {
+        Some(json!({ "slug": format!("new-org-{}", c.n), "name": "New",
+                     "admin_email": format!("boss{}@new.example", c.n), "admin_name": "Boss" }))
     });
     add(
         Method::GET,
@@ -148,8 +158,8 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         T::None,
         no_body,
     );
-    add(Method::PATCH, "/api/v1/orgs/{org}", ROOT, T::None, |n| {
-        Some(json!({ "name": format!("Renamed {n}") }))
+    add(Method::PATCH, "/api/v1/orgs/{org}", ROOT, T::None, |c| {
+        Some(json!({ "name": format!("Renamed {}", c.n) }))
     });
     add(
         Method::GET,
@@ -163,7 +173,11 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/orgs/{org}/users",
         ADMINS,
         T::None,
-        |n| Some(json!({ "email": format!("made{n}@x.example"), "name": "Made", "role": "agent" })),
+        |c| {
+            Some(
+                json!({ "email": format!("made{}@x.example", c.n), "name": "Made", "role": "agent" }),
+            )
+        },
     );
     add(
         Method::GET,
@@ -177,7 +191,7 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/orgs/{org}/users/{id}",
         ADMINS,
         T::User,
-        |n| Some(json!({ "name": format!("Renamed {n}") })),
+        |c| Some(json!({ "name": format!("Renamed {}", c.n) })),
     );
     add(
         Method::GET,
@@ -191,7 +205,7 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/orgs/{org}/sites",
         ADMINS,
         T::None,
-        |n| Some(site_body(&format!("New site {n}"))),
+        |c| Some(site_body(&format!("New site {}", c.n))),
     );
     add(
         Method::GET,
@@ -205,7 +219,7 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/orgs/{org}/sites/{id}",
         ADMINS,
         T::Site,
-        |n| Some(site_body(&format!("Replaced site {n}"))),
+        |c| Some(site_body(&format!("Replaced site {}", c.n))),
     );
     add(
         Method::DELETE,
@@ -226,9 +240,9 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/orgs/{org}/settings",
         ADMINS,
         T::None,
-        |n| {
+        |c| {
             Some(
-                json!({ "recording": "on_with_consent", "retention_days": 30 + n % 100,
+                json!({ "recording": "on_with_consent", "retention_days": 30 + c.n % 100,
                      "technicians_may_review_recordings": false }),
             )
         },
@@ -245,7 +259,7 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/orgs/{org}/api-tokens",
         ADMINS,
         T::None,
-        |n| Some(json!({ "name": format!("made {n}"), "role": "agent" })),
+        |c| Some(json!({ "name": format!("made {}", c.n), "role": "agent" })),
     );
     add(
         Method::DELETE,
@@ -266,6 +280,59 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         "/api/v1/orgs/{org}/audit/verify",
         ADMINS,
         T::None,
+        no_body,
+    );
+    add(Method::GET, "/api/v1/claim-batches", ROOT, T::None, no_body);
+    add(Method::POST, "/api/v1/claim-batches", ROOT, T::None, |c| {
+        Some(json!({ "name": format!("batch-{}", c.n), "note": "matrix" }))
+    });
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/enrollment-tokens",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/enrollment-tokens",
+        ADMINS,
+        T::None,
+        |c| Some(json!({ "site_id": c.site, "uses": 3, "expires_in_hours": 24 })),
+    );
+    add(
+        Method::DELETE,
+        "/api/v1/orgs/{org}/enrollment-tokens/{id}",
+        ADMINS,
+        T::EnrollmentToken,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/devices",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/devices/claim",
+        ADMINS,
+        T::ActivationCode,
+        |c| Some(json!({ "code": c.code, "site_id": c.site })),
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/devices/{device}",
+        ADMINS,
+        T::Device,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/devices/{device}/revoke",
+        ADMINS,
+        T::Device,
         no_body,
     );
     t
@@ -345,11 +412,31 @@ impl Callers {
     }
 }
 
-/// Makes the resource a route's `{id}` names, in `org`.
-async fn make_target(cloud: &TestCloud, admin: &Cred, org: &OrgRef, target: Target) -> String {
+/// Makes the resource a route's `{id}` or `{device}` names, in `org` (for a claim: the code).
+async fn make_target(
+    cloud: &TestCloud,
+    admin: &Cred,
+    org: &OrgRef,
+    site: i64,
+    target: Target,
+) -> String {
     let n = FRESH.fetch_add(1, Ordering::SeqCst);
     match target {
         Target::None => String::new(),
+        Target::Device => cloud.add_device(org, site),
+        Target::ActivationCode => cloud.add_activation_code(),
+        Target::EnrollmentToken => {
+            let (status, body) = cloud
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/enrollment-tokens", org.slug),
+                    admin,
+                    Some(json!({ "site_id": site })),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["token"]["id"].to_string()
+        }
         Target::User => cloud
             .add_user(org, &format!("target{n}@{}.example", org.slug), Role::Agent)
             .to_string(),
@@ -376,6 +463,8 @@ async fn every_route_as_every_role_for_every_tenant() {
     let org_a = cloud.create_org(&root, "alpha").await;
     let org_b = cloud.create_org(&root, "bravo").await;
     cloud.add_user(&org_a, "login-probe@a.example", Role::Agent);
+    let site_a = cloud.add_site(&org_a, "Matrix A");
+    let site_b = cloud.add_site(&org_b, "Matrix B");
     let a = Callers::make(&cloud, &root, &org_a).await;
     let b = Callers::make(&cloud, &root, &org_b).await;
     let admin_a = a.creds[&Who::OrgAdmin].clone();
@@ -411,7 +500,7 @@ async fn every_route_as_every_role_for_every_tenant() {
         let mut cases = vec![("own", &org_a, &org_a)];
         if org_scoped {
             cases.push(("other-org", &org_b, &org_b));
-            if !matches!(exp.target, Target::None) {
+            if !matches!(exp.target, Target::None | Target::ActivationCode) {
                 cases.push(("other-org-id", &org_a, &org_b));
             }
         }
@@ -423,18 +512,41 @@ async fn every_route_as_every_role_for_every_tenant() {
                 } else {
                     &admin_b
                 };
-                let id = make_target(&cloud, resource_admin, resource_org, exp.target).await;
+                let resource_site = if resource_org.slug == org_a.slug {
+                    site_a
+                } else {
+                    site_b
+                };
+                let path_site = if path_org.slug == org_a.slug {
+                    site_a
+                } else {
+                    site_b
+                };
+                let id = make_target(
+                    &cloud,
+                    resource_admin,
+                    resource_org,
+                    resource_site,
+                    exp.target,
+                )
+                .await;
                 let path = route
                     .path
                     .replace("{org}", &path_org.slug)
-                    .replace("{id}", &id);
+                    .replace("{id}", &id)
+                    .replace("{device}", &id);
+                let ctx = BodyCtx {
+                    n,
+                    site: path_site,
+                    code: id.clone(),
+                };
                 let cred = if exp.fresh_caller {
                     a.fresh(&cloud, *who).await
                 } else {
                     a.creds[who].clone()
                 };
                 let (status, body) = cloud
-                    .call(route.method.clone(), &path, &cred, (exp.body)(n))
+                    .call(route.method.clone(), &path, &cred, (exp.body)(&ctx))
                     .await;
                 tried += 1;
                 let super_sees_all = *who == Who::SuperAdmin;

@@ -8,6 +8,7 @@
 mod auth;
 mod extract;
 mod fields;
+mod fleet;
 mod openapi;
 mod orgs;
 mod platform;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub started: Instant,
     /// The fleet (broker and MQTT link), when `serve` runs one.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The fleet's CAs (present even when no broker runs).
+    pub pki: Arc<crate::fleet::pki::FleetPki>,
+    /// The data directory.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -351,6 +356,78 @@ pub fn route_table() -> Vec<RouteSpec> {
             OK,
             "Verify the audit log's hash chain",
             orgs::audit_verify,
+        ),
+        route(
+            M::GET,
+            "/api/v1/claim-batches",
+            SuperAdmin,
+            OK,
+            "List claim batches",
+            fleet::list_claim_batches,
+        ),
+        route(
+            M::POST,
+            "/api/v1/claim-batches",
+            SuperAdmin,
+            CREATED,
+            "Make a claim certificate for a batch of images (key shown once)",
+            fleet::create_claim_batch,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/enrollment-tokens",
+            Org(ADMIN),
+            OK,
+            "List enrollment tokens",
+            fleet::list_enrollment_tokens,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/enrollment-tokens",
+            Org(ADMIN),
+            CREATED,
+            "Create an enrollment token for a site (secret shown once)",
+            fleet::create_enrollment_token,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/orgs/{org}/enrollment-tokens/{id}",
+            Org(ADMIN),
+            NONE,
+            "Revoke an enrollment token",
+            fleet::revoke_enrollment_token,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/devices",
+            Org(ADMIN),
+            OK,
+            "List devices with presence and health",
+            fleet::list_devices,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/devices/claim",
+            Org(ADMIN),
+            CREATED,
+            "Enroll the kiosk showing an activation code into a site",
+            fleet::claim_device,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/devices/{device}",
+            Org(ADMIN),
+            OK,
+            "One device",
+            fleet::get_device,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/devices/{device}/revoke",
+            Org(ADMIN),
+            OK,
+            "Revoke a device (cut off within seconds)",
+            fleet::revoke_device,
         ),
     ]
 }

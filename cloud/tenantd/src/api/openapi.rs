@@ -36,6 +36,9 @@ fn request_body(method: &Method, path: &str) -> Option<&'static str> {
         }
         ("PUT", "/api/v1/orgs/{org}/settings") => "SettingsInput",
         ("POST", "/api/v1/orgs/{org}/api-tokens") => "NewTokenInput",
+        ("POST", "/api/v1/claim-batches") => "NewClaimBatchInput",
+        ("POST", "/api/v1/orgs/{org}/enrollment-tokens") => "NewEnrollmentTokenInput",
+        ("POST", "/api/v1/orgs/{org}/devices/claim") => "ClaimDeviceInput",
         _ => return None,
     })
 }
@@ -133,6 +136,16 @@ fn components() -> Value {
                 "properties": { "recording": { "type": "string", "enum": ["off", "on_with_consent"] },
                     "retention_days": { "type": "integer", "minimum": 1, "maximum": 3650 },
                     "technicians_may_review_recordings": { "type": "boolean" } } },
+            "NewClaimBatchInput": { "type": "object", "required": ["name"], "additionalProperties": false,
+                "properties": { "name": { "type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$" },
+                    "note": string() } },
+            "NewEnrollmentTokenInput": { "type": "object", "required": ["site_id"], "additionalProperties": false,
+                "properties": { "site_id": { "type": "integer" },
+                    "uses": { "type": "integer", "minimum": 1, "maximum": 10000 },
+                    "expires_in_hours": { "type": "integer", "minimum": 1, "maximum": 720 } } },
+            "ClaimDeviceInput": { "type": "object", "required": ["code", "site_id"], "additionalProperties": false,
+                "properties": { "code": { "type": "string", "description": "XXXX-XXXX as shown on the kiosk" },
+                    "site_id": { "type": "integer" } } },
             "NewTokenInput": { "type": "object", "required": ["name", "role"], "additionalProperties": false,
                 "properties": { "name": string(), "role": staff_role,
                     "expires_in_days": { "type": "integer", "minimum": 1, "maximum": 3650 } } }
@@ -156,7 +169,7 @@ pub fn build() -> Value {
         if spec.access == Access::Public {
             op["security"] = json!([]);
         }
-        let params: Vec<Value> = ["org", "id"]
+        let params: Vec<Value> = ["org", "id", "device"]
             .iter()
             .filter(|p| spec.path.contains(&format!("{{{p}}}")))
             .map(|p| {
@@ -195,8 +208,13 @@ mod tests {
         for spec in route_table() {
             let op = &doc["paths"][spec.path][spec.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {} missing", spec.method, spec.path);
+            // Actions named by their path take no body.
+            let bodiless = [
+                "/api/v1/auth/logout",
+                "/api/v1/orgs/{org}/devices/{device}/revoke",
+            ];
             let takes_body = matches!(spec.method, Method::POST | Method::PUT | Method::PATCH)
-                && spec.path != "/api/v1/auth/logout";
+                && !bodiless.contains(&spec.path);
             assert_eq!(
                 takes_body,
                 request_body(&spec.method, spec.path).is_some(),

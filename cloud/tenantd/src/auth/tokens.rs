@@ -24,6 +24,11 @@ pub struct NewSecret {
     pub digest: [u8; 32],
 }
 
+/// A new secret with a prefix that names its kind.
+pub fn new_secret(prefix: &str) -> NewSecret {
+    random_secret(prefix)
+}
+
 fn random_secret(prefix: &str) -> NewSecret {
     let bytes: [u8; 32] = rand::random();
     let secret = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));

@@ -59,9 +59,9 @@ impl Fleet {
     pub async fn start(
         data_dir: &Path,
         store: SqliteStore,
+        pki: Arc<FleetPki>,
         settings: BrokerSettings,
     ) -> Result<Fleet, FleetError> {
-        let pki = Arc::new(FleetPki::open(data_dir)?);
         let (device, n) = store.blocking(|db| db.crl_inputs(CrlCa::Device))?;
         let (claim, _) = store.blocking(|db| db.crl_inputs(CrlCa::Claim))?;
         let files = broker::write_files(data_dir, &settings, &pki, &device, &claim, n)?;

@@ -176,6 +176,26 @@ impl Db<'_> {
         })
     }
 
+    /// Every claim batch, newest first.
+    pub fn list_claim_batches(&mut self) -> Result<Vec<ClaimBatch>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, cn, note, cert_serial, not_after, created_at, revoked_at
+             FROM claim_batches ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ClaimBatch {
+                id: r.get(0)?,
+                cn: r.get(1)?,
+                note: r.get(2)?,
+                cert_serial: r.get(3)?,
+                not_after: ts(r.get(4)?),
+                created_at: ts(r.get(5)?),
+                revoked_at: r.get::<_, Option<i64>>(6)?.map(ts),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Whether a claim identity may provision (it exists and is not revoked).
     pub fn claim_batch_active(&mut self, cn: &str) -> Result<bool, StoreError> {
         Ok(self

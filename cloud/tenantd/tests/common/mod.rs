@@ -214,6 +214,103 @@ impl TestCloud {
     }
 }
 
+impl TestCloud {
+    /// Adds a site straight into the store.
+    pub fn add_site(&self, org: &OrgRef, name: &str) -> i64 {
+        let scope = OrgScope::trusted_internal(org.clone());
+        let input: tenantd::sites::SiteInput = serde_json::from_value(site_body(name)).unwrap();
+        let spec = input.validate().unwrap();
+        self.store
+            .blocking(|db| db.save_site(&scope, &By::new("test"), None, &spec))
+            .unwrap()
+            .id
+    }
+
+    /// Enrolls a device straight into the store (through a one-use token) and returns its id.
+    pub fn add_device(&self, org: &OrgRef, site_id: i64) -> String {
+        let scope = OrgScope::trusted_internal(org.clone());
+        let by = By::new("test");
+        let token = tenantd::auth::tokens::new_api_token();
+        self.store
+            .blocking(|db| {
+                db.create_enrollment_token(
+                    &scope,
+                    &by,
+                    site_id,
+                    "ket_test",
+                    &token.digest,
+                    1,
+                    by.now + 60,
+                )
+            })
+            .unwrap();
+        let id = tenantd::fleet::service::new_device_id()
+            .as_str()
+            .to_string();
+        let device_id = id.clone();
+        self.store
+            .blocking(|db| {
+                db.enroll_with_token(
+                    &token.digest,
+                    |org_id, site_id| {
+                        Ok(tenantd::store::NewDevice {
+                            id: device_id.clone(),
+                            org_id,
+                            site_id,
+                            hardware_serial: "HW-1".into(),
+                            board: "qemu".into(),
+                            firmware: "0.1.0".into(),
+                            enrolled_via: "token",
+                            cert_serial: hex_serial(),
+                            cert_not_after: by.now + 86_400,
+                            certificate_pem: "test".into(),
+                            provision_key: format!("claim-test/{device_id}"),
+                        })
+                    },
+                    by.now,
+                )
+            })
+            .unwrap()
+            .unwrap();
+        id
+    }
+
+    /// Leaves a provisioning request waiting for an activation code, as a kiosk would, and
+    /// returns the code.
+    pub fn add_activation_code(&self) -> String {
+        let code = tenantd::fleet::service::new_activation_code();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let hw = json!({ "board": "qemu", "serial": "HW-2", "firmware": "0.1.0" });
+        let now = tenantd::store::now_unix();
+        let digest = tenantd::fleet::service::activation_code_digest(&code);
+        let request_id = format!("req-{}", hex_serial());
+        self.store
+            .blocking(|db| {
+                db.create_activation_code(
+                    &digest,
+                    "claim-test",
+                    &request_id,
+                    &csr,
+                    &hw,
+                    now + 600,
+                    now,
+                )
+            })
+            .unwrap();
+        code
+    }
+}
+
+fn hex_serial() -> String {
+    let bytes: [u8; 8] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The session cookie's value from a sign-in answer.
 pub fn session_from(r: &Response) -> String {
     let cookie = r

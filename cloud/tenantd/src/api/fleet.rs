@@ -1,0 +1,287 @@
+//! Fleet routes: claim batches (platform), enrollment tokens, devices, activation-code claims
+//! and revocation (organization).
+
+use axum::extract::{RawPathParams, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{Body, Caller, Id, Scope};
+use super::{fields, json_with, AppState};
+use crate::auth::tokens;
+use crate::error::ApiError;
+use crate::fleet::pki::CLAIM_CERT_DAYS;
+use crate::fleet::service::{self, Enrollment};
+use crate::store::{By, StoreError};
+
+/// Enrollment-token secrets carry this prefix.
+const ENROLLMENT_TOKEN_PREFIX: &str = "ket_";
+
+/// `GET /claim-batches`.
+pub async fn list_claim_batches(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let batches = state.store.run(|db| db.list_claim_batches()).await?;
+    Ok(json_with(StatusCode::OK, json!({ "batches": batches })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClaimBatch {
+    name: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /claim-batches`: the claim certificate and key for a batch of images, shown once,
+/// with the CA that kiosks use to trust the broker.
+pub async fn create_claim_batch(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Body(input): Body<NewClaimBatch>,
+) -> Result<Response, ApiError> {
+    let name = fields::slug("name", &input.name)?;
+    let note = input.note.trim().to_string();
+    if note.chars().count() > 200 || note.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "note",
+            "the note has at most 200 printable characters",
+        ));
+    }
+    let cn = format!("claim-{name}");
+    let (issued, key_pem) = state
+        .pki
+        .claim
+        .issue_with_key(&cn, CLAIM_CERT_DAYS)
+        .map_err(ApiError::internal)?;
+    let by = By::new(p.label());
+    let (cn2, serial, not_after) = (cn.clone(), issued.serial.clone(), issued.not_after_unix);
+    let batch = state
+        .store
+        .run(move |db| db.create_claim_batch(&by, &cn2, &note, &serial, not_after))
+        .await?;
+    let server_ca = std::fs::read_to_string(state.data_dir.join("tls/ca.pem")).unwrap_or_default();
+    Ok(json_with(
+        StatusCode::CREATED,
+        json!({ "batch": batch, "certificate_pem": issued.certificate_pem, "key_pem": key_pem,
+                "server_ca_pem": server_ca }),
+    ))
+}
+
+/// `GET /orgs/{org}/enrollment-tokens`.
+pub async fn list_enrollment_tokens(
+    State(state): State<AppState>,
+    Scope(scope, _): Scope,
+) -> Result<Response, ApiError> {
+    let list = state
+        .store
+        .run(move |db| db.list_enrollment_tokens(&scope))
+        .await?;
+    Ok(json_with(StatusCode::OK, json!({ "tokens": list })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollmentToken {
+    site_id: i64,
+    uses: Option<u32>,
+    expires_in_hours: Option<u32>,
+}
+
+/// `POST /orgs/{org}/enrollment-tokens`: bound to a site of the organization; the secret is
+/// in this answer only.
+pub async fn create_enrollment_token(
+    State(state): State<AppState>,
+    Scope(scope, p): Scope,
+    Body(input): Body<NewEnrollmentToken>,
+) -> Result<Response, ApiError> {
+    let uses = input.uses.unwrap_or(1);
+    if !(1..=10_000).contains(&uses) {
+        return Err(ApiError::invalid("uses", "uses must be 1 to 10000"));
+    }
+    let hours = input.expires_in_hours.unwrap_or(72);
+    if !(1..=720).contains(&hours) {
+        return Err(ApiError::invalid(
+            "expires_in_hours",
+            "expiry must be 1 to 720 hours",
+        ));
+    }
+    let secret = tokens::new_secret(ENROLLMENT_TOKEN_PREFIX);
+    let prefix: String = secret
+        .secret
+        .chars()
+        .take(ENROLLMENT_TOKEN_PREFIX.len() + 6)
+        .collect();
+    let by = By::new(p.label());
+    let expires_at = by.now + i64::from(hours) * 3600;
+    let (digest, site_id) = (secret.digest, input.site_id);
+    let info = state
+        .store
+        .run(move |db| {
+            db.create_enrollment_token(&scope, &by, site_id, &prefix, &digest, uses, expires_at)
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => {
+                ApiError::invalid("site_id", "no such site in this organization")
+            }
+            other => other.into(),
+        })?;
+    Ok(json_with(
+        StatusCode::CREATED,
+        json!({ "token": info, "secret": secret.secret }),
+    ))
+}
+
+/// `DELETE /orgs/{org}/enrollment-tokens/{id}`.
+pub async fn revoke_enrollment_token(
+    State(state): State<AppState>,
+    Scope(scope, p): Scope,
+    Id(id): Id,
+) -> Result<StatusCode, ApiError> {
+    let by = By::new(p.label());
+    state
+        .store
+        .run(move |db| db.revoke_enrollment_token(&scope, &by, id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /orgs/{org}/devices`.
+pub async fn list_devices(
+    State(state): State<AppState>,
+    Scope(scope, _): Scope,
+) -> Result<Response, ApiError> {
+    let devices = state.store.run(move |db| db.list_devices(&scope)).await?;
+    Ok(json_with(StatusCode::OK, json!({ "devices": devices })))
+}
+
+fn device_param(params: &RawPathParams) -> Result<String, ApiError> {
+    params
+        .iter()
+        .find(|(k, _)| *k == "device")
+        .map(|(_, v)| v.to_string())
+        .filter(|d| kiosk_protocol::DeviceId::parse(d).is_ok())
+        .ok_or(ApiError::NotFound)
+}
+
+/// `GET /orgs/{org}/devices/{device}`.
+pub async fn get_device(
+    State(state): State<AppState>,
+    Scope(scope, _): Scope,
+    params: RawPathParams,
+) -> Result<Response, ApiError> {
+    let id = device_param(&params)?;
+    let device = state
+        .store
+        .run(move |db| db.get_device(&scope, &id))
+        .await?;
+    Ok(json_with(StatusCode::OK, device))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimInput {
+    code: String,
+    site_id: i64,
+}
+
+/// `POST /orgs/{org}/devices/claim`: enrolls the kiosk that shows this code into a site.
+pub async fn claim_device(
+    State(state): State<AppState>,
+    Scope(scope, p): Scope,
+    Body(input): Body<ClaimInput>,
+) -> Result<Response, ApiError> {
+    let by = By::new(p.label());
+    let not_found = |e: StoreError| {
+        match e {
+        StoreError::NotFound => ApiError::invalid(
+            "code",
+            "no kiosk is waiting with this code in a site of this organization (check the code and site; codes expire after 30 minutes)",
+        ),
+        other => other.into(),
+    }
+    };
+    let device = match &state.fleet {
+        Some(fleet) => service::claim_activation(
+            &fleet.link,
+            &state.store,
+            state.pki.clone(),
+            scope,
+            by,
+            &input.code,
+            input.site_id,
+        )
+        .await
+        .map_err(not_found)?,
+        None => {
+            // No link to answer on: the kiosk's next retry finds its device and certificate.
+            let (pki, digest, site_id) = (
+                state.pki.clone(),
+                service::activation_code_digest(&input.code),
+                input.site_id,
+            );
+            let org_id = scope.org_id();
+            state
+                .store
+                .run(move |db| {
+                    db.claim_activation_code(&scope, &by, &digest, site_id, |pending| {
+                        let hardware: kiosk_protocol::provision::Hardware =
+                            serde_json::from_value(pending.hardware.clone()).map_err(|e| {
+                                StoreError::Corrupt(format!("stored hardware: {e}"))
+                            })?;
+                        service::make_device(
+                            &pki,
+                            org_id,
+                            site_id,
+                            Enrollment {
+                                claim_cn: &pending.claim_cn,
+                                request_id: &pending.request_id,
+                                csr_pem: &pending.csr_pem,
+                                hardware: &hardware,
+                                via: "activation_code",
+                            },
+                        )
+                    })
+                })
+                .await
+                .map_err(not_found)?
+                .1
+        }
+    };
+    Ok(json_with(
+        StatusCode::CREATED,
+        json!({ "id": device.id, "site_id": device.site_id, "board": device.board,
+                "hardware_serial": device.hardware_serial }),
+    ))
+}
+
+/// `POST /orgs/{org}/devices/{device}/revoke`: the certificates go on the CRL and the broker
+/// restarts to load it, dropping the device's connection.
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    Scope(scope, p): Scope,
+    params: RawPathParams,
+) -> Result<Response, ApiError> {
+    let id = device_param(&params)?;
+    let by = By::new(p.label());
+    let serials = match &state.fleet {
+        Some(fleet) => fleet
+            .revoke_device(scope, by, id)
+            .await
+            .map_err(|e| match e {
+                crate::fleet::FleetError::Store(s) => ApiError::from(s),
+                other => ApiError::internal(other),
+            })?,
+        // The CRL is written from the store when the broker next starts.
+        None => {
+            state
+                .store
+                .run(move |db| db.revoke_device(&scope, &by, &id))
+                .await?
+        }
+    };
+    Ok(json_with(
+        StatusCode::OK,
+        json!({ "revoked_serials": serials }),
+    ))
+}
