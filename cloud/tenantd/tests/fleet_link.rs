@@ -3,18 +3,16 @@
 //! code, reconnects with its own certificate, and its duplicated events are kept once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kiosk_protocol::event::{Event, EventBody};
-use kiosk_protocol::provision::{Hardware, ProvisionRequest, ProvisionResponse, ProvisionResult};
+use kiosk_protocol::provision::ProvisionResult;
 use kiosk_protocol::{MessageId, UpHeader, Version};
-use rcgen::{CertificateParams, KeyPair};
-use rumqttc::v5::mqttbytes::v5::Packet;
+use rcgen::KeyPair;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
-use rumqttc::{TlsConfiguration, Transport};
+use rumqttc::v5::AsyncClient;
 use tenantd::auth::password::{HashCost, Password};
 use tenantd::auth::tokens;
 use tenantd::fleet::broker::{self, BrokerSettings, ManagedBroker};
@@ -24,75 +22,8 @@ use tenantd::store::{By, NewUser, SqliteStore};
 use tenantd::tenancy::{OrgScope, Role};
 use tokio::sync::{mpsc, watch};
 
-const WAIT: Duration = Duration::from_secs(15);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tls(ca_pem: &str, cert: &str, key: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<_> = rustls_pemfile::certs(&mut cert.as_bytes())
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut key.as_bytes())
-        .unwrap()
-        .unwrap();
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap(),
-    )
-}
-
-/// A client whose incoming publishes (topic, payload) arrive on a channel.
-async fn client(
-    port: u16,
-    id: &str,
-    ca: &str,
-    cert: &str,
-    key: &str,
-) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
-    let mut opts = MqttOptions::new(id, "localhost", port);
-    opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls(ca, cert, key))));
-    let (c, mut el) = AsyncClient::new(opts, 256);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (up_tx, mut up_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                    let _ = up_tx.send(true);
-                }
-                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send((
-                        String::from_utf8_lossy(&p.topic).to_string(),
-                        p.payload.to_vec(),
-                    ));
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    tokio::time::timeout(WAIT, up_rx.wait_for(|up| *up))
-        .await
-        .expect("connected")
-        .unwrap();
-    (c, rx)
-}
+mod common;
+use common::mqtt::{self, answer, client, free_port, Claim, WAIT};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -199,7 +130,7 @@ async fn setup() -> Setup {
     }
 }
 
-/// A kiosk asking to be enrolled: its own key, a CSR, the claim identity.
+/// A kiosk of this setup's claim batch asking to be enrolled.
 async fn provision(
     s: &Setup,
     request_id: &str,
@@ -209,61 +140,14 @@ async fn provision(
     mpsc::UnboundedReceiver<(String, Vec<u8>)>,
     AsyncClient,
 ) {
-    let key = KeyPair::generate().unwrap();
-    let csr = CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    let (c, rx) = client(
-        s.settings.provision_listen.port(),
-        &format!("claim-batch1-{request_id}"),
-        &s.server_ca,
-        &s.claim_cert,
-        &s.claim_key,
-    )
-    .await;
-    c.subscribe("provision/v1/claim-batch1/response", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let request = ProvisionRequest {
-        v: Version::CURRENT,
-        request_id: request_id.into(),
-        csr_pem: csr,
-        hardware: Hardware {
-            board: "qemu".into(),
-            serial: format!("HW-{request_id}"),
-            firmware: "0.1.0".into(),
-        },
-        enrollment_token: token,
+    let claim = Claim {
+        port: s.settings.provision_listen.port(),
+        ca_pem: &s.server_ca,
+        cert_pem: &s.claim_cert,
+        key_pem: &s.claim_key,
+        cn: "claim-batch1",
     };
-    c.publish(
-        "provision/v1/claim-batch1/request",
-        QoS::AtLeastOnce,
-        false,
-        serde_json::to_vec(&request).unwrap(),
-    )
-    .await
-    .unwrap();
-    (key, rx, c)
-}
-
-async fn answer(
-    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    request_id: &str,
-) -> ProvisionResult {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, payload) = rx.recv().await.expect("answer channel open");
-            let r: ProvisionResponse = serde_json::from_slice(&payload).unwrap();
-            if r.request_id == request_id {
-                return r.result;
-            }
-        }
-    })
-    .await
-    .expect("an answer in time")
+    mqtt::provision(&claim, request_id, token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

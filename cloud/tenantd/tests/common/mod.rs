@@ -2,6 +2,8 @@
 //! HTTPS client that trusts the CA tenantd made.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mqtt;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
