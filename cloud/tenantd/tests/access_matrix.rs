@@ -335,6 +335,43 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         T::Device,
         no_body,
     );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/devices/{device}/config",
+        ADMINS,
+        T::Device,
+        no_body,
+    );
+    add(
+        Method::PUT,
+        "/api/v1/orgs/{org}/devices/{device}/config",
+        ADMINS,
+        T::Device,
+        |c| {
+            Some(
+                json!({ "default_language": "fr", "languages": ["fr", "en"], "idle_s": 60 + c.n % 100,
+                     "warning_s": 20, "telemetry_interval_s": 30, "board_profile": "qemu" }),
+            )
+        },
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/devices/{device}/commands",
+        ADMINS,
+        T::Device,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/devices/{device}/commands",
+        ADMINS,
+        T::Device,
+        |_| {
+            Some(
+                json!({ "action": "restart_service", "service": "kiosk-media", "expires_in_s": 600 }),
+            )
+        },
+    );
     t
 }
 

@@ -17,8 +17,20 @@ use serde_json::json;
 use tenantd::fleet::broker::BrokerSettings;
 use tenantd::tenancy::Role;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
+/// A cloud with the managed broker, an org "shop" with an admin and a site, and one kiosk
+/// enrolled over MQTT with a claim batch and an enrollment token made through the API.
+struct Enrolled {
+    cloud: TestCloud,
+    ports: BrokerSettings,
+    admin: common::Cred,
+    site: i64,
+    device_id: kiosk_protocol::DeviceId,
+    certificate_pem: String,
+    key_pem: String,
+    server_ca: String,
+}
+
+async fn enrolled() -> Enrolled {
     let settings = BrokerSettings {
         device_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
         provision_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -62,7 +74,7 @@ async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
     let secret = token["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("ket_"));
 
-    // The kiosk enrolls over MQTT and connects with its own certificate.
+    // The kiosk enrolls over MQTT.
     let claim = Claim {
         port: ports.provision_listen.port(),
         ca_pem: &server_ca,
@@ -79,17 +91,40 @@ async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
     else {
         panic!("expected a certificate")
     };
-    let key_pem = key.serialize_pem();
-    let (_device, mut incoming) = client(
-        ports.device_listen.port(),
-        device_id.as_str(),
-        &server_ca,
-        &certificate_pem,
-        &key_pem,
-    )
-    .await;
+    Enrolled {
+        cloud,
+        ports,
+        admin,
+        site,
+        device_id,
+        certificate_pem,
+        key_pem: key.serialize_pem(),
+        server_ca,
+    }
+}
+
+impl Enrolled {
+    async fn connect(&self) -> mqtt::Connected {
+        client(
+            self.ports.device_listen.port(),
+            self.device_id.as_str(),
+            &self.server_ca,
+            &self.certificate_pem,
+            &self.key_pem,
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
+    let e = enrolled().await;
+    let (cloud, ports, admin, site, device_id) =
+        (&e.cloud, &e.ports, &e.admin, e.site, &e.device_id);
+    let (server_ca, certificate_pem, key_pem) = (&e.server_ca, &e.certificate_pem, &e.key_pem);
+    let (_device, mut incoming) = e.connect().await;
     let (status, devices) = cloud
-        .call(Method::GET, "/api/v1/orgs/shop/devices", &admin, None)
+        .call(Method::GET, "/api/v1/orgs/shop/devices", admin, None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(devices["devices"][0]["id"], device_id.as_str());
@@ -163,5 +198,176 @@ async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
     )
     .await;
     assert!(again.is_err(), "still refused after the broker restart");
-    cloud.server.unwrap().shutdown().await.unwrap();
+    e.cloud.server.unwrap().shutdown().await.unwrap();
+}
+
+/// The next message on `topic`, within the wait.
+async fn next_on(
+    incoming: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    topic: &str,
+) -> Vec<u8> {
+    tokio::time::timeout(mqtt::WAIT, async {
+        loop {
+            let (t, payload) = incoming.recv().await.expect("connection open");
+            if t == topic {
+                return payload;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("nothing on {topic}"))
+}
+
+/// Waits until `check` holds for the JSON at `path`.
+async fn eventually(
+    cloud: &TestCloud,
+    cred: &common::Cred,
+    path: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    tokio::time::timeout(mqtt::WAIT, async {
+        loop {
+            let (status, body) = cloud.call(Method::GET, path, cred, None).await;
+            if status == 200 && check(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{path} never matched"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
+    use kiosk_protocol::command::{Command, CommandResult, Outcome};
+    use kiosk_protocol::config::{ConfigOutcome, DesiredConfig, Reported};
+    use kiosk_protocol::{MessageId, UpHeader, Version};
+    use rumqttc::v5::mqttbytes::QoS;
+
+    let e = enrolled().await;
+    let (cloud, admin, d) = (&e.cloud, &e.admin, e.device_id.as_str().to_string());
+    let config_path = format!("/api/v1/orgs/shop/devices/{d}/config");
+
+    // Set before the device is even connected: it arrives retained.
+    let settings = json!({ "default_language": "fr", "languages": ["fr", "en", "ar"], "idle_s": 90,
+                           "warning_s": 25, "telemetry_interval_s": 15, "board_profile": "qemu" });
+    let (status, set) = cloud
+        .call(Method::PUT, &config_path, admin, Some(settings.clone()))
+        .await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(set["version"], 1);
+    // A bad document is refused whole, with every reason, and nothing changes.
+    let mut bad = settings.clone();
+    bad["warning_s"] = json!(3);
+    bad["telemetry_interval_s"] = json!(1);
+    let (status, refused) = cloud
+        .call(Method::PUT, &config_path, admin, Some(bad))
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("idle.warning_s") && message.contains("telemetry_interval_s"),
+        "{message}"
+    );
+
+    let (device, mut incoming) = e.connect().await;
+    device
+        .subscribe(format!("kiosk/v1/{d}/down/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let desired: DesiredConfig = serde_json::from_slice(
+        &next_on(&mut incoming, &format!("kiosk/v1/{d}/down/desired")).await,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            desired.version,
+            desired.locale.default.as_str(),
+            desired.idle.idle_s
+        ),
+        (1, "fr", 90)
+    );
+    assert_eq!(desired.site.name, "Lyon");
+    assert_eq!(desired.validate(), Ok(()));
+
+    // The device reports what it applied.
+    let reported = Reported {
+        v: Version::CURRENT,
+        header: UpHeader {
+            id: MessageId::parse("rep-00000001").unwrap(),
+            seq: 1,
+            at_ms: 0,
+        },
+        in_force: Some(1),
+        outcome: ConfigOutcome::Applied { version: 1 },
+    };
+    device
+        .publish(
+            format!("kiosk/v1/{d}/up/reported"),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&reported).unwrap(),
+        )
+        .await
+        .unwrap();
+    let shown = eventually(cloud, admin, &config_path, |b| b["reported_version"] == 1).await;
+    assert_eq!(shown["settings"]["default_language"], "fr");
+    assert_eq!(shown["history"].as_array().unwrap().len(), 1);
+
+    // A command goes down; its result comes back.
+    let commands_path = format!("/api/v1/orgs/shop/devices/{d}/commands");
+    let (status, sent) = cloud
+        .call(
+            Method::POST,
+            &commands_path,
+            admin,
+            Some(json!({ "action": "restart_service", "service": "kiosk-media" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    let command: Command =
+        serde_json::from_slice(&next_on(&mut incoming, &format!("kiosk/v1/{d}/down/cmd")).await)
+            .unwrap();
+    assert_eq!(command.id.as_str(), sent["id"].as_str().unwrap());
+    assert!(command.expires_at_ms.unwrap() > command.issued_at_ms);
+    let result = CommandResult {
+        v: Version::CURRENT,
+        header: UpHeader {
+            id: MessageId::parse("res-00000001").unwrap(),
+            seq: 2,
+            at_ms: 0,
+        },
+        command_id: command.id.clone(),
+        outcome: Outcome::Succeeded {
+            detail: "kiosk-media.service restarted".into(),
+        },
+    };
+    device
+        .publish(
+            format!("kiosk/v1/{d}/up/cmd-result"),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&result).unwrap(),
+        )
+        .await
+        .unwrap();
+    let listed = eventually(cloud, admin, &commands_path, |b| {
+        b["commands"][0]["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(
+        listed["commands"][0]["detail"],
+        "kiosk-media.service restarted"
+    );
+
+    // An update must name an https URL and a SHA-256.
+    let (status, body) = cloud
+        .call(Method::POST, &commands_path, admin, Some(json!({ "action": "update", "url": "http://x/b", "sha256": "00", "version": "1", "size": 1 })))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("url"))
+    );
+    e.cloud.server.unwrap().shutdown().await.unwrap();
 }

@@ -285,3 +285,191 @@ pub async fn revoke_device(
         json!({ "revoked_serials": serials }),
     ))
 }
+
+/// `GET /orgs/{org}/devices/{device}/config`.
+pub async fn get_device_config(
+    State(state): State<AppState>,
+    Scope(scope, _): Scope,
+    params: RawPathParams,
+) -> Result<Response, ApiError> {
+    let id = device_param(&params)?;
+    let (device, history) = state
+        .store
+        .run(move |db| {
+            Ok((
+                db.get_device(&scope, &id)?,
+                db.desired_history(&scope, &id, 20)?,
+            ))
+        })
+        .await?;
+    let settings = history
+        .first()
+        .and_then(|h| {
+            serde_json::from_value::<kiosk_protocol::config::DesiredConfig>(h.config.clone()).ok()
+        })
+        .map(|c| crate::fleet::config::settings_of(&c))
+        .unwrap_or_default();
+    Ok(json_with(
+        StatusCode::OK,
+        json!({ "settings": settings, "history": history,
+                "reported_version": device.reported_version, "reported_errors": device.reported_errors }),
+    ))
+}
+
+/// `PUT /orgs/{org}/devices/{device}/config`: validated whole, stored as the next version, and
+/// published retained so the kiosk gets it now or when it next connects.
+pub async fn put_device_config(
+    State(state): State<AppState>,
+    Scope(scope, p): Scope,
+    params: RawPathParams,
+    Body(settings): Body<crate::fleet::config::DeviceSettings>,
+) -> Result<Response, ApiError> {
+    let id = device_param(&params)?;
+    let (scope2, id2) = (scope.clone(), id.clone());
+    let sources = state
+        .store
+        .run(move |db| db.config_sources(&scope2, &id2))
+        .await?;
+    let version = sources.latest_version + 1;
+    let config =
+        crate::fleet::config::compose(&sources, &settings, version as u64).map_err(|errors| {
+            let field = errors.first().map(|e| e.field.clone()).unwrap_or_default();
+            let message = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            ApiError::invalid(config_field(&field), message)
+        })?;
+    let body = serde_json::to_string(&config).map_err(ApiError::internal)?;
+    let by = By::new(p.label());
+    let (id2, body2) = (id.clone(), body.clone());
+    state
+        .store
+        .run(move |db| db.put_desired(&scope, &by, &id2, version, &body2))
+        .await?;
+    if let Some(fleet) = &state.fleet {
+        let out = service::Outgoing {
+            topic: format!("kiosk/v1/{id}/down/desired"),
+            payload: body.into_bytes(),
+            retain: true,
+        };
+        if let Err(e) = fleet.link.publish(out).await {
+            tracing::warn!(error = %e, "desired config stored; it is published again when the link is back");
+        }
+    }
+    Ok(json_with(
+        StatusCode::OK,
+        json!({ "version": version, "config": config }),
+    ))
+}
+
+/// The API's name for a config field (the stable list of input fields).
+fn config_field(field: &str) -> &'static str {
+    match field.split('.').next().unwrap_or_default() {
+        "locale" => "languages",
+        "ice_servers" => "ice_servers",
+        "idle" => "idle",
+        "telemetry_interval_s" => "telemetry_interval_s",
+        "board_profile" => "board_profile",
+        "site" => "site",
+        _ => "settings",
+    }
+}
+
+/// `GET /orgs/{org}/devices/{device}/commands`.
+pub async fn list_device_commands(
+    State(state): State<AppState>,
+    Scope(scope, _): Scope,
+    params: RawPathParams,
+) -> Result<Response, ApiError> {
+    let id = device_param(&params)?;
+    let commands = state
+        .store
+        .run(move |db| db.list_commands(&scope, &id))
+        .await?;
+    Ok(json_with(StatusCode::OK, json!({ "commands": commands })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CommandInput {
+    #[serde(flatten)]
+    action: kiosk_protocol::command::Action,
+    /// The device refuses the command if it arrives later than this (default one hour).
+    expires_in_s: Option<u32>,
+}
+
+/// `POST /orgs/{org}/devices/{device}/commands`.
+pub async fn send_device_command(
+    State(state): State<AppState>,
+    Scope(scope, p): Scope,
+    params: RawPathParams,
+    Body(input): Body<CommandInput>,
+) -> Result<Response, ApiError> {
+    use kiosk_protocol::command::{Action, Command};
+    let id = device_param(&params)?;
+    let ttl = input.expires_in_s.unwrap_or(3600);
+    if !(10..=7 * 24 * 3600).contains(&ttl) {
+        return Err(ApiError::invalid(
+            "expires_in_s",
+            "expiry must be 10 s to 7 days",
+        ));
+    }
+    if let Action::Update {
+        url,
+        sha256,
+        version,
+        ..
+    } = &input.action
+    {
+        if !url.starts_with("https://") {
+            return Err(ApiError::invalid(
+                "url",
+                "updates are fetched over https://",
+            ));
+        }
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid(
+                "sha256",
+                "the bundle's SHA-256 in hex (64 characters)",
+            ));
+        }
+        if version.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "version",
+                "name the version being installed",
+            ));
+        }
+    }
+    let bytes: [u8; 8] = rand::random();
+    let command_id = format!("cmd-{}", hex::encode(bytes));
+    let by = By::new(p.label());
+    let issued_at_ms = by.now * 1000;
+    let command = Command {
+        v: kiosk_protocol::Version::CURRENT,
+        id: kiosk_protocol::MessageId::parse(&command_id).map_err(ApiError::internal)?,
+        issued_at_ms,
+        expires_at_ms: Some(issued_at_ms + i64::from(ttl) * 1000),
+        action: input.action,
+    };
+    let body = serde_json::to_string(&command).map_err(ApiError::internal)?;
+    let (id2, cid, body2) = (id.clone(), command_id.clone(), body.clone());
+    state
+        .store
+        .run(move |db| db.create_command(&scope, &by, &id2, &cid, &body2))
+        .await?;
+    if let Some(fleet) = &state.fleet {
+        let out = service::Outgoing {
+            topic: format!("kiosk/v1/{id}/down/cmd"),
+            payload: body.into_bytes(),
+            retain: false,
+        };
+        if let Err(e) = fleet.link.publish(out).await {
+            tracing::warn!(error = %e, "command stored; it is sent again when the link is back");
+        }
+    }
+    Ok(json_with(
+        StatusCode::CREATED,
+        json!({ "id": command_id, "state": "sent", "command": command }),
+    ))
+}

@@ -429,6 +429,38 @@ pub fn route_table() -> Vec<RouteSpec> {
             "Revoke a device (cut off within seconds)",
             fleet::revoke_device,
         ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/devices/{device}/config",
+            Org(ADMIN),
+            OK,
+            "The device's settings, desired config history and what it reported",
+            fleet::get_device_config,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/orgs/{org}/devices/{device}/config",
+            Org(ADMIN),
+            OK,
+            "Set the device's settings: a new desired config version, sent retained",
+            fleet::put_device_config,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/devices/{device}/commands",
+            Org(ADMIN),
+            OK,
+            "The device's commands and their results",
+            fleet::list_device_commands,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/devices/{device}/commands",
+            Org(ADMIN),
+            CREATED,
+            "Send a command: reboot, restart_service, rotate_certificate, factory_reset, update",
+            fleet::send_device_command,
+        ),
     ]
 }
 

@@ -6,6 +6,7 @@
 //! - [`Fleet`]: the three together, as `tenantd serve` runs them.
 
 pub mod broker;
+pub mod config;
 pub mod pki;
 pub mod service;
 
@@ -82,6 +83,7 @@ impl Fleet {
             data_dir: data_dir.to_path_buf(),
         };
         fleet.spawn_crl_refresh(stop_rx);
+        fleet.spawn_republish();
         Ok(fleet)
     }
 
@@ -107,6 +109,45 @@ impl Fleet {
                         Err(e) => tracing::error!(error = %e, "could not re-sign the CRLs"),
                     }
                 }
+            }
+        });
+    }
+
+    /// Once the link is up, publishes every device's newest desired config again (retained) and
+    /// every command still waiting for its device: changes made while no broker ran are not
+    /// lost, and devices run a repeated command once (by its id).
+    fn spawn_republish(&self) {
+        let (store, link) = (self.store.clone(), self.link.clone());
+        tokio::spawn(async move {
+            let mut connected = link.connected.clone();
+            if connected.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+            let configs = store.run(|db| db.latest_desired_all()).await;
+            let commands = store.run(|db| db.pending_commands()).await;
+            let (Ok(configs), Ok(commands)) = (configs, commands) else {
+                tracing::error!("could not read configs and commands to publish again");
+                return;
+            };
+            for (device, body) in configs {
+                let topic = format!("kiosk/v1/{device}/down/desired");
+                let _ = link
+                    .publish(service::Outgoing {
+                        topic,
+                        payload: body.into_bytes(),
+                        retain: true,
+                    })
+                    .await;
+            }
+            for (device, body) in commands {
+                let topic = format!("kiosk/v1/{device}/down/cmd");
+                let _ = link
+                    .publish(service::Outgoing {
+                        topic,
+                        payload: body.into_bytes(),
+                        retain: false,
+                    })
+                    .await;
             }
         });
     }

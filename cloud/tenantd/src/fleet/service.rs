@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiosk_protocol::command::CommandResult;
-use kiosk_protocol::config::Reported;
+use kiosk_protocol::command::Outcome as CmdOutcome;
+use kiosk_protocol::config::{ConfigOutcome, Reported};
 use kiosk_protocol::event::Event as DeviceEvent;
 use kiosk_protocol::provision::{ProvisionRequest, ProvisionResponse, ProvisionResult};
 use kiosk_protocol::telemetry::{Presence, Status, Telemetry};
@@ -307,6 +308,42 @@ pub fn handle_up(
             })?;
             if !fresh {
                 tracing::debug!(device = id, message = %h.id, "duplicate delivery kept once");
+                return Ok(());
+            }
+            match channel {
+                Up::Reported => {
+                    if let Ok(r) = serde_json::from_slice::<Reported>(payload) {
+                        let errors = match &r.outcome {
+                            ConfigOutcome::Rejected { version, errors } => Some(
+                                serde_json::json!({ "version": version, "errors": errors })
+                                    .to_string(),
+                            ),
+                            ConfigOutcome::Applied { .. } => None,
+                        };
+                        store
+                            .blocking(|db| db.record_reported(id, r.in_force, errors.as_deref()))?;
+                    }
+                }
+                Up::CmdResult => {
+                    if let Ok(r) = serde_json::from_slice::<CommandResult>(payload) {
+                        let (state, detail) = match &r.outcome {
+                            CmdOutcome::Accepted => ("accepted", None),
+                            CmdOutcome::Succeeded { detail } => ("succeeded", Some(detail.clone())),
+                            CmdOutcome::Failed { error } => ("failed", Some(error.clone())),
+                            CmdOutcome::Rejected { reason } => ("rejected", Some(reason.clone())),
+                        };
+                        store.blocking(|db| {
+                            db.record_command_result(
+                                id,
+                                r.command_id.as_str(),
+                                state,
+                                detail.as_deref(),
+                                now,
+                            )
+                        })?;
+                    }
+                }
+                _ => {}
             }
             Ok(())
         }

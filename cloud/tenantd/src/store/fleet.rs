@@ -52,6 +52,8 @@ pub struct Device {
     pub online: bool,
     pub last_seen_at: Option<jiff::Timestamp>,
     pub reported_version: Option<i64>,
+    /// Why the device refused its newest desired config, if it did.
+    pub reported_errors: Option<serde_json::Value>,
     /// The newest telemetry, as the device sent it.
     pub telemetry: Option<serde_json::Value>,
 }
@@ -99,10 +101,11 @@ impl CrlCa {
 }
 
 const DEVICE_COLS: &str = "id, site_id, hardware_serial, board, firmware, enrolled_via, created_at,
-     revoked_at, online, last_seen_at, reported_version, last_telemetry";
+     revoked_at, online, last_seen_at, reported_version, last_telemetry, reported_errors";
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     let telemetry: Option<String> = r.get(11)?;
+    let errors: Option<String> = r.get(12)?;
     Ok(Device {
         id: r.get(0)?,
         site_id: r.get(1)?,
@@ -115,6 +118,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
         online: r.get(8)?,
         last_seen_at: r.get::<_, Option<i64>>(9)?.map(ts),
         reported_version: r.get(10)?,
+        reported_errors: errors.and_then(|t| serde_json::from_str(&t).ok()),
         telemetry: telemetry.and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
@@ -645,4 +649,235 @@ fn insert_device(
                             "board": d.board, "cert_serial": d.cert_serial }),
         },
     )
+}
+
+/// A stored desired config.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredRecord {
+    pub version: i64,
+    pub config: serde_json::Value,
+    pub created_by: String,
+    pub created_at: jiff::Timestamp,
+}
+
+/// A command sent to a device and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRecord {
+    pub id: String,
+    pub command: serde_json::Value,
+    pub state: String,
+    pub detail: Option<String>,
+    pub created_by: String,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+/// What a desired config is made from, besides the device's own settings.
+#[derive(Debug, Clone)]
+pub struct ConfigSources {
+    pub org_slug: String,
+    pub site: Option<super::Site>,
+    pub settings: super::Settings,
+    pub latest_version: i64,
+}
+
+impl Db<'_> {
+    /// The org slug, site, org settings and newest config version of a device.
+    pub fn config_sources(
+        &mut self,
+        scope: &OrgScope,
+        device_id: &str,
+    ) -> Result<ConfigSources, StoreError> {
+        let device = self.get_device(scope, device_id)?;
+        let site = match device.site_id {
+            Some(id) => Some(self.get_site(scope, id)?),
+            None => None,
+        };
+        let settings = self.get_settings(scope)?;
+        let latest_version: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM desired_configs WHERE device_id = ?1",
+            [device_id],
+            |r| r.get(0),
+        )?;
+        Ok(ConfigSources {
+            org_slug: scope.org().slug.clone(),
+            site,
+            settings,
+            latest_version,
+        })
+    }
+
+    /// Stores a new desired config version; `version` must be the next one (a concurrent
+    /// change makes this a conflict rather than a lost update).
+    pub fn put_desired(
+        &mut self,
+        scope: &OrgScope,
+        by: &By,
+        device_id: &str,
+        version: i64,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        found(tx.query_row(
+            "SELECT id FROM devices WHERE id = ?1 AND org_id = ?2",
+            params![device_id, scope.org_id()],
+            |r| r.get::<_, String>(0),
+        ))?;
+        tx.execute(
+            "INSERT INTO desired_configs (device_id, version, body, created_by, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![device_id, version, body, by.actor, by.now],
+        )
+        .map_err(|e| conflict_on_unique(e, "the config changed meanwhile; reload and try again"))?;
+        append_audit(
+            &tx,
+            AuditRecord {
+                chain: &org_chain(scope.org_id()),
+                org_id: Some(scope.org_id()),
+                by,
+                action: "device.config",
+                target: Some(format!("device:{device_id}")),
+                detail: json!({ "version": version }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A device's desired configs, newest first.
+    pub fn desired_history(
+        &mut self,
+        scope: &OrgScope,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DesiredRecord>, StoreError> {
+        self.get_device(scope, device_id)?;
+        let mut stmt = self.conn.prepare(
+            "SELECT version, body, created_by, created_at FROM desired_configs
+             WHERE device_id = ?1 ORDER BY version DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![device_id, limit], |r| {
+            let body: String = r.get(1)?;
+            Ok(DesiredRecord {
+                version: r.get(0)?,
+                config: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                created_by: r.get(2)?,
+                created_at: ts(r.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest desired config of every unrevoked device (to publish again, retained).
+    pub fn latest_desired_all(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.device_id, c.body FROM desired_configs c JOIN devices d ON d.id = c.device_id
+             WHERE d.revoked_at IS NULL
+               AND c.version = (SELECT MAX(version) FROM desired_configs WHERE device_id = c.device_id)",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Commands sent but not yet acknowledged by their (unrevoked) device, oldest first.
+    pub fn pending_commands(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.device_id, c.body FROM device_commands c JOIN devices d ON d.id = c.device_id
+             WHERE c.state = 'sent' AND d.revoked_at IS NULL ORDER BY c.created_at, c.id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What the device reported about its config.
+    pub fn record_reported(
+        &mut self,
+        device_id: &str,
+        in_force: Option<u64>,
+        errors: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE devices SET reported_version = ?1, reported_errors = ?2 WHERE id = ?3",
+            params![in_force.map(|v| v as i64), errors, device_id],
+        )?;
+        Ok(())
+    }
+
+    /// Records a command about to be sent.
+    pub fn create_command(
+        &mut self,
+        scope: &OrgScope,
+        by: &By,
+        device_id: &str,
+        id: &str,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        found(tx.query_row(
+            "SELECT id FROM devices WHERE id = ?1 AND org_id = ?2 AND revoked_at IS NULL",
+            params![device_id, scope.org_id()],
+            |r| r.get::<_, String>(0),
+        ))?;
+        tx.execute(
+            "INSERT INTO device_commands (id, device_id, body, created_by, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![id, device_id, body, by.actor, by.now],
+        )?;
+        append_audit(
+            &tx,
+            AuditRecord {
+                chain: &org_chain(scope.org_id()),
+                org_id: Some(scope.org_id()),
+                by,
+                action: "device.command",
+                target: Some(format!("device:{device_id}")),
+                detail: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A command's result from the device (only for that device's own commands).
+    pub fn record_command_result(
+        &mut self,
+        device_id: &str,
+        command_id: &str,
+        state: &str,
+        detail: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE device_commands SET state = ?1, detail = ?2, updated_at = ?3
+             WHERE id = ?4 AND device_id = ?5",
+            params![state, detail, now, command_id, device_id],
+        )?;
+        Ok(())
+    }
+
+    /// A device's commands, newest first.
+    pub fn list_commands(
+        &mut self,
+        scope: &OrgScope,
+        device_id: &str,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        self.get_device(scope, device_id)?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id, body, state, detail, created_by, created_at, updated_at FROM device_commands
+             WHERE device_id = ?1 ORDER BY created_at DESC, id DESC LIMIT 200",
+        )?;
+        let rows = stmt.query_map([device_id], |r| {
+            let body: String = r.get(1)?;
+            Ok(CommandRecord {
+                id: r.get(0)?,
+                command: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                state: r.get(2)?,
+                detail: r.get(3)?,
+                created_by: r.get(4)?,
+                created_at: ts(r.get(5)?),
+                updated_at: ts(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

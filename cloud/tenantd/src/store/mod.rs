@@ -26,7 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, GENESIS};
 use crate::tenancy::Role;
 
-pub use fleet::{ClaimBatch, CrlCa, Device, EnrollmentTokenInfo, NewDevice, PendingActivation};
+pub use fleet::{
+    ClaimBatch, CommandRecord, ConfigSources, CrlCa, DesiredRecord, Device, EnrollmentTokenInfo,
+    NewDevice, PendingActivation,
+};
 pub use org::{NewUser, SettingsInput, UserPatch};
 pub use platform::{LoginRecord, PlatformHealth};
 
