@@ -136,7 +136,7 @@ async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
         .call(
             Method::POST,
             &format!("/api/v1/orgs/shop/devices/{device_id}/revoke"),
-            &admin,
+            admin,
             None,
         )
         .await;
@@ -155,9 +155,9 @@ async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
                 let attempt = try_client(
                     ports.device_listen.port(),
                     device_id.as_str(),
-                    &server_ca,
-                    &certificate_pem,
-                    &key_pem,
+                    server_ca,
+                    certificate_pem,
+                    key_pem,
                 )
                 .await;
                 return attempt.is_err();
@@ -192,9 +192,9 @@ async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
     let again = try_client(
         ports.device_listen.port(),
         device_id.as_str(),
-        &server_ca,
-        &certificate_pem,
-        &key_pem,
+        server_ca,
+        certificate_pem,
+        key_pem,
     )
     .await;
     assert!(again.is_err(), "still refused after the broker restart");
