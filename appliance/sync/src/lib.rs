@@ -1,0 +1,13 @@
+//! kiosk-sync: the kiosk's one link to the cloud.
+//!
+//! Why it exists: only this service holds the device key and talks to the cloud; the other
+//! kiosk services reach the cloud through it over D-Bus. MQTT (rumqttc) keeps in-flight
+//! messages only in memory, so durability is this crate's job: every device→cloud message goes
+//! through the [`outbox::SqliteOutbox`] first and leaves it only when the broker acknowledged it.
+//!
+//! Main types today: [`outbox::SqliteOutbox`] (the durable, ordered, bounded queue) and
+//! [`backoff::Backoff`] (full-jitter reconnect delays). The MQTT driver, enrollment, desired
+//! config, commands, OTA and the `org.kioskcall.Sync1` D-Bus service come next.
+
+pub mod backoff;
+pub mod outbox;
