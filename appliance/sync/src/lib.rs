@@ -5,9 +5,15 @@
 //! messages only in memory, so durability is this crate's job: every device→cloud message goes
 //! through the [`outbox::SqliteOutbox`] first and leaves it only when the broker acknowledged it.
 //!
-//! Main types today: [`outbox::SqliteOutbox`] (the durable, ordered, bounded queue) and
-//! [`backoff::Backoff`] (full-jitter reconnect delays). The MQTT driver, enrollment, desired
-//! config, commands, OTA and the `org.kioskcall.Sync1` D-Bus service come next.
+//! Main types today: [`outbox::SqliteOutbox`] (the durable, ordered, bounded queue),
+//! [`backoff::Backoff`] (full-jitter reconnect delays) and [`link::Link`], the MQTT driver.
+//!
+//! Threads and tasks: the link runs one tokio task that owns the rumqttc event loop; outbox
+//! reads and writes are short SQLite calls made from that task and from producers through a
+//! mutex (never held across an await). Enrollment, desired config, commands, OTA and the
+//! `org.kioskcall.Sync1` D-Bus service come next.
 
 pub mod backoff;
+pub mod enroll;
+pub mod link;
 pub mod outbox;

@@ -169,6 +169,12 @@ impl Fleet {
         Ok(serials)
     }
 
+    /// Restarts the managed broker (what a CRL change does); sessions and queued messages
+    /// persist across it.
+    pub fn restart_broker(&self) {
+        self.broker.restart();
+    }
+
     /// The data dir this fleet keeps its files in.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -1,0 +1,121 @@
+//! Shared set-up for the end-to-end tests: a real tenantd (with its managed mosquitto and a
+//! real SQLite file) on free loopback ports, and an HTTPS client that trusts its CA.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener};
+
+use reqwest::header::{HeaderValue, COOKIE, SET_COOKIE};
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+use tenantd::auth::password::{HashCost, Password};
+use tenantd::fleet::broker::BrokerSettings;
+use tenantd::{ServeConfig, Server};
+
+pub const ROOT_EMAIL: &str = "ops@platform.example";
+pub const ROOT_PASSWORD: &str = "platform operations secret";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running cloud.
+#[allow(missing_debug_implementations)]
+pub struct Cloud {
+    pub dir: tempfile::TempDir,
+    pub server: Option<Server>,
+    pub base: String,
+    pub client: Client,
+    pub broker: BrokerSettings,
+}
+
+impl Cloud {
+    /// Bootstraps a store and serves it with the managed broker.
+    pub async fn start() -> Cloud {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        tenantd::bootstrap(
+            &data,
+            ROOT_EMAIL,
+            "Ops",
+            Some(Password::new(ROOT_PASSWORD)),
+            HashCost::default(),
+        )
+        .unwrap();
+        let broker = BrokerSettings {
+            device_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            provision_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            service_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            ..BrokerSettings::default()
+        };
+        let mut config = ServeConfig::new(&data, SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.fleet = Some(broker.clone());
+        let server = Server::start(config).await.unwrap();
+        let ca = std::fs::read(server.ca_file.as_ref().unwrap()).unwrap();
+        let client = Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        let base = format!("https://localhost:{}", server.addr.port());
+        Cloud {
+            dir,
+            server: Some(server),
+            base,
+            client,
+            broker,
+        }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Calls the API with a session cookie (or none); returns status and JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(s) = session {
+            req = req.header(
+                COOKIE,
+                HeaderValue::from_str(&format!("__Host-kc_session={s}")).unwrap(),
+            );
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Signs in; returns the session token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "sign-in of {email}");
+        let cookie = r.headers()[SET_COOKIE].to_str().unwrap();
+        cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_string()
+    }
+}
