@@ -49,9 +49,6 @@ pub enum ApiError {
     /// The resource already exists (unique email, slug, name).
     #[error("{0}")]
     Conflict(String),
-    /// A part the request needs is not running (e.g. the broker).
-    #[error("{0}")]
-    Unavailable(String),
     /// Sign-in throttled for this account or address.
     #[error("too many sign-in attempts; try again in {retry_after_s} s")]
     TooManyAttempts { retry_after_s: u64 },
@@ -86,7 +83,6 @@ impl ApiError {
             | ApiError::WrongCurrentPassword => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,13 +102,12 @@ impl ApiError {
             ApiError::WrongCurrentPassword => "wrong_current_password",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
-            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
 
     /// Every code, for the OpenAPI document.
-    pub const CODES: [&'static str; 14] = [
+    pub const CODES: [&'static str; 13] = [
         "unauthenticated",
         "invalid_credentials",
         "forbidden",
@@ -125,7 +120,6 @@ impl ApiError {
         "wrong_current_password",
         "conflict",
         "too_many_attempts",
-        "unavailable",
         "internal",
     ];
 }

@@ -37,7 +37,7 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key")]
     NoKey { path: PathBuf },
-    #[error("{cert} exists but its key {key} is missing: restore the key, or remove {cert} to make a new CA (clients must then trust the new one)")]
+    #[error("only one of {cert} and {key} exists: restore the other, or remove both to make a new CA (clients must then trust the new one)")]
     CaKeyMissing { cert: PathBuf, key: PathBuf },
     #[error("make certificate: {0}")]
     Generate(#[from] rcgen::Error),

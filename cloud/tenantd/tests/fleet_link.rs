@@ -101,7 +101,7 @@ async fn setup() -> Setup {
         .unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let link = FleetLink::start(
-        LinkSettings::managed(&files, settings.service_listen.port()).unwrap(),
+        LinkSettings::managed(&files, settings.service_listen).unwrap(),
         store.clone(),
         pki.clone(),
         stop_rx,
@@ -171,8 +171,16 @@ async fn a_kiosk_enrolls_with_a_token_and_its_events_are_kept_exactly_once() {
     else {
         panic!("expected a certificate")
     };
-    // The same request again (the answer was lost, say): the same device and certificate.
-    let (_, mut rx2, _c2) = provision(&s, "req-token-1", Some(token.secret.clone())).await;
+    // The same request again with the same key (the answer was lost, say): the same device.
+    let claim = Claim {
+        port: s.settings.provision_listen.port(),
+        ca_pem: &s.server_ca,
+        cert_pem: &s.claim_cert,
+        key_pem: &s.claim_key,
+        cn: "claim-batch1",
+    };
+    let (mut rx2, _c2) =
+        mqtt::provision_with_key(&claim, &key, "req-token-1", Some(token.secret.clone())).await;
     let ProvisionResult::Certificate {
         device_id: again, ..
     } = answer(&mut rx2, "req-token-1").await
@@ -180,6 +188,13 @@ async fn a_kiosk_enrolls_with_a_token_and_its_events_are_kept_exactly_once() {
         panic!("expected the same certificate")
     };
     assert_eq!(again, device_id);
+    // A batch-mate copying that request id with its own key gets nothing of the first kiosk's
+    // (here: the one-use token is spent, so a refusal).
+    let (_, mut rx_copy, _c_copy) = provision(&s, "req-token-1", Some(token.secret.clone())).await;
+    assert!(matches!(
+        answer(&mut rx_copy, "req-token-1").await,
+        ProvisionResult::Rejected { .. }
+    ));
     // The token had one use: a new request with it is refused.
     let (_, mut rx3, _c3) = provision(&s, "req-token-2", Some(token.secret.clone())).await;
     assert!(matches!(

@@ -59,7 +59,11 @@ pub async fn create_claim_batch(
         .store
         .run(move |db| db.create_claim_batch(&by, &cn2, &note, &serial, not_after))
         .await?;
-    let server_ca = std::fs::read_to_string(state.data_dir.join("tls/ca.pem")).unwrap_or_default();
+    // The local CA signs the broker's certificate; make sure it exists even when HTTPS uses an
+    // operator's certificate.
+    let local =
+        crate::tls::LocalCa::open(&state.data_dir.join("tls")).map_err(ApiError::internal)?;
+    let server_ca = std::fs::read_to_string(local.pem_path()).map_err(ApiError::internal)?;
     Ok(json_with(
         StatusCode::CREATED,
         json!({ "batch": batch, "certificate_pem": issued.certificate_pem, "key_pem": key_pem,
@@ -229,6 +233,10 @@ pub async fn claim_device(
                             serde_json::from_value(pending.hardware.clone()).map_err(|e| {
                                 StoreError::Corrupt(format!("stored hardware: {e}"))
                             })?;
+                        let fingerprint = pki
+                            .device
+                            .check_csr(&pending.csr_pem)
+                            .map_err(|e| StoreError::Corrupt(format!("stored CSR: {e}")))?;
                         service::make_device(
                             &pki,
                             org_id,
@@ -236,6 +244,7 @@ pub async fn claim_device(
                             Enrollment {
                                 claim_cn: &pending.claim_cn,
                                 request_id: &pending.request_id,
+                                key_fingerprint: &fingerprint,
                                 csr_pem: &pending.csr_pem,
                                 hardware: &hardware,
                                 via: "activation_code",

@@ -48,8 +48,11 @@ pub struct BrokerSettings {
     pub service_listen: SocketAddr,
     /// Extra names for the broker's server certificate (what kiosks dial).
     pub public_names: Vec<String>,
-    /// QoS 1 messages queued per offline client before new ones are dropped.
+    /// QoS 1 messages queued per client before new ones are dropped. The cloud's own session
+    /// queues everything devices send while tenantd is down, so this is large; bytes bound it too.
     pub max_queued_messages: u32,
+    /// Bytes queued per client before new messages are dropped.
+    pub max_queued_bytes: u64,
     /// QoS 1 messages in flight per client.
     pub max_inflight_messages: u32,
     /// Largest MQTT packet (bytes).
@@ -66,7 +69,8 @@ impl Default for BrokerSettings {
             provision_listen: SocketAddr::from(([0, 0, 0, 0], 8885)),
             service_listen: SocketAddr::from(([127, 0, 0, 1], 8884)),
             public_names: Vec::new(),
-            max_queued_messages: 1000,
+            max_queued_messages: 100_000,
+            max_queued_bytes: 256 * 1024 * 1024,
             max_inflight_messages: 20,
             max_packet_size: 256 * 1024,
             persistent_client_expiration_days: 14,
@@ -84,7 +88,7 @@ pub enum BrokerError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("start {program}: {source} (install the mosquitto package, or pass --broker for an external broker)")]
+    #[error("start {program}: {source} (install the mosquitto package, or serve without the fleet: --broker none)")]
     Spawn {
         program: PathBuf,
         source: std::io::Error,
@@ -227,6 +231,7 @@ pub fn config(settings: &BrokerSettings, files: &BrokerFiles) -> String {
          persistence_location {persistence}/\n\
          autosave_interval 30\n\
          max_queued_messages {queued}\n\
+         max_queued_bytes {queued_bytes}\n\
          max_inflight_messages {inflight}\n\
          max_packet_size {packet}\n\
          persistent_client_expiration {expiry}d\n\
@@ -278,6 +283,7 @@ pub fn config(settings: &BrokerSettings, files: &BrokerFiles) -> String {
         user = run_as_user(),
         persistence = p(files.persistence()),
         queued = settings.max_queued_messages,
+        queued_bytes = settings.max_queued_bytes,
         inflight = settings.max_inflight_messages,
         packet = settings.max_packet_size,
         expiry = settings.persistent_client_expiration_days,
@@ -337,7 +343,11 @@ pub fn write_files(
     write(&files.claim_ca(), pki.claim.pem(), 0o644)?;
     write(&files.service_ca(), pki.service.pem(), 0o644)?;
     write_crl(&files, pki, revoked_device, revoked_claim, crl_number)?;
-    if !files.service_client_cert().exists() || !files.service_client_key().exists() {
+    let service_expires_soon = std::fs::read_to_string(files.service_client_cert())
+        .ok()
+        .and_then(|pem| rcgen::CertificateParams::from_ca_cert_pem(&pem).ok())
+        .is_none_or(|p| p.not_after < time::OffsetDateTime::now_utc() + time::Duration::days(30));
+    if service_expires_soon || !files.service_client_key().exists() {
         let (issued, key) = pki
             .service
             .issue_with_key(SERVICE_IDENTITY, super::pki::SERVICE_CERT_DAYS)?;
@@ -406,7 +416,7 @@ async fn spawn(settings: &BrokerSettings, files: &BrokerFiles) -> Result<Child, 
             program: settings.mosquitto.clone(),
             source,
         })?;
-    // Ready when both listeners accept TCP connections.
+    // Ready when every listener accepts TCP connections.
     const READY_WITHIN: Duration = Duration::from_secs(10);
     let deadline = tokio::time::Instant::now() + READY_WITHIN;
     for addr in [

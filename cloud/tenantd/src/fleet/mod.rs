@@ -68,7 +68,7 @@ impl Fleet {
         let files = broker::write_files(data_dir, &settings, &pki, &device, &claim, n)?;
         let broker = ManagedBroker::start(settings.clone(), files.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
-        let link_settings = LinkSettings::managed(&files, settings.service_listen.port())
+        let link_settings = LinkSettings::managed(&files, settings.service_listen)
             .map_err(|e| FleetError::Link(e.to_string()))?;
         let link = FleetLink::start(link_settings, store.clone(), pki.clone(), stop_rx.clone())
             .map_err(FleetError::Link)?;
@@ -164,8 +164,10 @@ impl Fleet {
             .store
             .run(move |db| db.revoke_device(&scope, &by, &device_id))
             .await?;
-        crl_files(&self.store, &self.files, &self.pki)?;
-        self.broker.restart();
+        if !serials.is_empty() {
+            crl_files(&self.store, &self.files, &self.pki)?;
+            self.broker.restart();
+        }
         Ok(serials)
     }
 

@@ -116,7 +116,8 @@ impl Ca {
         })?;
         let pem_path = dir.join(format!("{}.pem", kind.file_stem()));
         let key_path = dir.join(format!("{}.key", kind.file_stem()));
-        if pem_path.exists() && !key_path.exists() {
+        if pem_path.exists() != key_path.exists() {
+            // Half a CA: never make a new one over the surviving half.
             return Err(TlsError::CaKeyMissing {
                 cert: pem_path,
                 key: key_path,
@@ -214,10 +215,14 @@ impl Ca {
         })
     }
 
-    /// Whether a CSR parses and its signature holds (checked before keeping it for later).
-    pub fn check_csr(&self, csr_pem: &str) -> Result<(), TlsError> {
-        CertificateSigningRequestParams::from_pem(csr_pem)?;
-        Ok(())
+    /// Checks a CSR (it parses and its signature holds) and returns a fingerprint of its
+    /// public key (16 hex characters of SHA-256), which ties a provisioning request to its key.
+    pub fn check_csr(&self, csr_pem: &str) -> Result<String, TlsError> {
+        use rcgen::PublicKeyData as _;
+        use sha2::Digest as _;
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let digest = sha2::Sha256::digest(csr.public_key.der_bytes());
+        Ok(hex::encode(&digest[..8]))
     }
 
     /// Makes a key pair here and certifies it: for claim and service identities, which the

@@ -99,9 +99,18 @@ fn response(claim_cn: &str, request_id: &str, result: ProvisionResult) -> Outgoi
 pub struct Enrollment<'a> {
     pub claim_cn: &'a str,
     pub request_id: &'a str,
+    /// Fingerprint of the CSR's public key ([`FleetPki`]'s `check_csr`).
+    pub key_fingerprint: &'a str,
     pub csr_pem: &'a str,
     pub hardware: &'a kiosk_protocol::provision::Hardware,
     pub via: &'static str,
+}
+
+/// The key a request is remembered under: claim identity, request id and the requesting key,
+/// so a batch-mate that copies another kiosk's request id gets an enrollment of its own, never
+/// the other kiosk's.
+pub fn provision_key(claim_cn: &str, request_id: &str, key_fingerprint: &str) -> String {
+    format!("{claim_cn}/{request_id}/{key_fingerprint}")
 }
 
 /// Builds the device a request enrolls into `org_id`/`site_id`, signing its CSR.
@@ -127,7 +136,7 @@ pub fn make_device(
         cert_serial: issued.serial,
         cert_not_after: issued.not_after_unix,
         certificate_pem: issued.certificate_pem,
-        provision_key: format!("{}/{}", e.claim_cn, e.request_id),
+        provision_key: provision_key(e.claim_cn, e.request_id, e.key_fingerprint),
     })
 }
 
@@ -163,7 +172,16 @@ pub fn handle_provision(
             },
         )]);
     }
-    let key = format!("{claim_cn}/{rid}");
+    let Ok(fingerprint) = pki.device.check_csr(&request.csr_pem) else {
+        return Ok(vec![response(
+            claim_cn,
+            &rid,
+            ProvisionResult::Rejected {
+                reason: "the CSR is not a valid signed PKCS#10 request".into(),
+            },
+        )]);
+    };
+    let key = provision_key(claim_cn, &rid, &fingerprint);
     let ca_pem = pki.device.pem().to_string();
     // A retried request gets the answer it had.
     match store.blocking(|db| db.enrolled_by_request(&key)) {
@@ -192,15 +210,6 @@ pub fn handle_provision(
         Err(e) => return Err(e),
         Ok(None) => {}
     }
-    if pki.device.check_csr(&request.csr_pem).is_err() {
-        return Ok(vec![response(
-            claim_cn,
-            &rid,
-            ProvisionResult::Rejected {
-                reason: "the CSR is not a valid signed PKCS#10 request".into(),
-            },
-        )]);
-    }
     if let Some(token) = &request.enrollment_token {
         let digest = tokens::digest(token);
         let enrolled = store.blocking(|db| {
@@ -214,6 +223,7 @@ pub fn handle_provision(
                         Enrollment {
                             claim_cn,
                             request_id: &rid,
+                            key_fingerprint: &fingerprint,
                             csr_pem: &request.csr_pem,
                             hardware: &request.hardware,
                             via: "token",
@@ -400,6 +410,10 @@ pub async fn claim_activation(
                 let hardware: kiosk_protocol::provision::Hardware =
                     serde_json::from_value(p.hardware.clone())
                         .map_err(|e| StoreError::Corrupt(format!("stored hardware: {e}")))?;
+                let fingerprint = pki2
+                    .device
+                    .check_csr(&p.csr_pem)
+                    .map_err(|e| StoreError::Corrupt(format!("stored CSR: {e}")))?;
                 make_device(
                     &pki2,
                     org_id,
@@ -407,6 +421,7 @@ pub async fn claim_activation(
                     Enrollment {
                         claim_cn: &p.claim_cn,
                         request_id: &p.request_id,
+                        key_fingerprint: &fingerprint,
                         csr_pem: &p.csr_pem,
                         hardware: &hardware,
                         via: "activation_code",
@@ -447,10 +462,20 @@ pub struct LinkSettings {
 
 impl LinkSettings {
     /// The managed broker's service listener, with the files `broker::write_files` made.
-    pub fn managed(files: &BrokerFiles, port: u16) -> std::io::Result<LinkSettings> {
+    pub fn managed(
+        files: &BrokerFiles,
+        listen: std::net::SocketAddr,
+    ) -> std::io::Result<LinkSettings> {
+        // The broker's certificate names localhost and the loopback addresses, plus any public
+        // names: dial localhost for loopback, else the address itself.
+        let host = if listen.ip().is_loopback() || listen.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            listen.ip().to_string()
+        };
         Ok(LinkSettings {
-            host: "localhost".into(),
-            port,
+            host,
+            port: listen.port(),
             server_ca_pem: std::fs::read_to_string(files.server_ca())?,
             client_cert_pem: std::fs::read_to_string(files.service_client_cert())?,
             client_key_pem: std::fs::read_to_string(files.service_client_key())?,

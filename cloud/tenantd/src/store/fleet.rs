@@ -428,14 +428,19 @@ impl Db<'_> {
         id: &str,
     ) -> Result<Vec<String>, StoreError> {
         let tx = self.tx()?;
-        let changed = tx.execute(
-            "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?1), online = 0
-             WHERE id = ?2 AND org_id = ?3",
+        let revoked: Option<i64> = found(tx.query_row(
+            "SELECT revoked_at FROM devices WHERE id = ?1 AND org_id = ?2",
+            params![id, scope.org_id()],
+            |r| r.get(0),
+        ))?;
+        if revoked.is_some() {
+            // Already revoked: nothing to do, nothing to audit again.
+            return Ok(Vec::new());
+        }
+        tx.execute(
+            "UPDATE devices SET revoked_at = ?1, online = 0 WHERE id = ?2 AND org_id = ?3",
             params![by.now, id, scope.org_id()],
         )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound);
-        }
         let serials: Vec<String> = {
             let mut stmt = tx.prepare(
                 "UPDATE device_certs SET revoked_at = ?1 WHERE device_id = ?2 AND revoked_at IS NULL
@@ -508,25 +513,6 @@ impl Db<'_> {
             Some((_, Some(_), _)) | Some((_, None, None)) => Err(StoreError::NotFound),
             Some((id, None, Some(cert))) => Ok(Some((id, cert))),
         }
-    }
-
-    /// A pending activation code for a request, if one is still open (a retried request is
-    /// shown the same code).
-    pub fn open_activation_for_request(
-        &mut self,
-        claim_cn: &str,
-        request_id: &str,
-        now: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT expires_at FROM activation_codes
-                 WHERE claim_cn = ?1 AND request_id = ?2 AND device_id IS NULL AND expires_at > ?3",
-                params![claim_cn, request_id, now],
-                |r| r.get(0),
-            )
-            .optional()?)
     }
 
     /// The organization of an enrolled, unrevoked device (for messages it sends).
@@ -719,7 +705,7 @@ impl Db<'_> {
     ) -> Result<(), StoreError> {
         let tx = self.tx()?;
         found(tx.query_row(
-            "SELECT id FROM devices WHERE id = ?1 AND org_id = ?2",
+            "SELECT id FROM devices WHERE id = ?1 AND org_id = ?2 AND revoked_at IS NULL",
             params![device_id, scope.org_id()],
             |r| r.get::<_, String>(0),
         ))?;

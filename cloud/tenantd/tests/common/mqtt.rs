@@ -129,8 +129,19 @@ pub async fn provision(
     AsyncClient,
 ) {
     let key = KeyPair::generate().unwrap();
+    let (rx, c) = provision_with_key(claim, &key, request_id, token).await;
+    (key, rx, c)
+}
+
+/// The same with a given key (a kiosk retrying after a restart keeps its key).
+pub async fn provision_with_key(
+    claim: &Claim<'_>,
+    key: &KeyPair,
+    request_id: &str,
+    token: Option<String>,
+) -> (mpsc::UnboundedReceiver<(String, Vec<u8>)>, AsyncClient) {
     let csr = CertificateParams::default()
-        .serialize_request(&key)
+        .serialize_request(key)
         .unwrap()
         .pem()
         .unwrap();
@@ -168,7 +179,7 @@ pub async fn provision(
     )
     .await
     .unwrap();
-    (key, rx, c)
+    (rx, c)
 }
 
 /// The answer to `request_id` among the provisioning responses.
