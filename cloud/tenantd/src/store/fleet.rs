@@ -9,6 +9,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 
+use super::org::audit_org;
 use super::{append_audit, conflict_on_unique, found, ts, AuditRecord, By, Db, StoreError};
 use crate::audit::{org_chain, PLATFORM_CHAIN};
 use crate::tenancy::OrgScope;
@@ -237,16 +238,13 @@ impl Db<'_> {
             params![scope.org_id(), site_id, prefix, &digest[..], uses, expires_at, by.actor, by.now],
         )?;
         let id = tx.last_insert_rowid();
-        append_audit(
+        audit_org(
             &tx,
-            AuditRecord {
-                chain: &org_chain(scope.org_id()),
-                org_id: Some(scope.org_id()),
-                by,
-                action: "enrollment_token.create",
-                target: Some(format!("enrollment-token:{id}")),
-                detail: json!({ "site_id": site_id, "uses": uses, "expires_at": ts(expires_at), "prefix": prefix }),
-            },
+            scope,
+            by,
+            "enrollment_token.create",
+            Some(format!("enrollment-token:{id}")),
+            json!({ "site_id": site_id, "uses": uses, "expires_at": ts(expires_at), "prefix": prefix }),
         )?;
         let info = tx.query_row(
             &format!("SELECT {TOKEN_COLS} FROM enrollment_tokens WHERE id = ?1"),
@@ -285,16 +283,13 @@ impl Db<'_> {
         if changed == 0 {
             return Err(StoreError::NotFound);
         }
-        append_audit(
+        audit_org(
             &tx,
-            AuditRecord {
-                chain: &org_chain(scope.org_id()),
-                org_id: Some(scope.org_id()),
-                by,
-                action: "enrollment_token.revoke",
-                target: Some(format!("enrollment-token:{id}")),
-                detail: json!({}),
-            },
+            scope,
+            by,
+            "enrollment_token.revoke",
+            Some(format!("enrollment-token:{id}")),
+            json!({}),
         )?;
         tx.commit()?;
         Ok(())
@@ -453,16 +448,13 @@ impl Db<'_> {
             "UPDATE crl_state SET number = number + 1 WHERE ca = 'device'",
             [],
         )?;
-        append_audit(
+        audit_org(
             &tx,
-            AuditRecord {
-                chain: &org_chain(scope.org_id()),
-                org_id: Some(scope.org_id()),
-                by,
-                action: "device.revoke",
-                target: Some(format!("device:{id}")),
-                detail: json!({ "serials": serials }),
-            },
+            scope,
+            by,
+            "device.revoke",
+            Some(format!("device:{id}")),
+            json!({ "serials": serials }),
         )?;
         tx.commit()?;
         Ok(serials)
@@ -715,16 +707,13 @@ impl Db<'_> {
             params![device_id, version, body, by.actor, by.now],
         )
         .map_err(|e| conflict_on_unique(e, "the config changed meanwhile; reload and try again"))?;
-        append_audit(
+        audit_org(
             &tx,
-            AuditRecord {
-                chain: &org_chain(scope.org_id()),
-                org_id: Some(scope.org_id()),
-                by,
-                action: "device.config",
-                target: Some(format!("device:{device_id}")),
-                detail: json!({ "version": version }),
-            },
+            scope,
+            by,
+            "device.config",
+            Some(format!("device:{device_id}")),
+            json!({ "version": version }),
         )?;
         tx.commit()?;
         Ok(())
@@ -809,16 +798,13 @@ impl Db<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             params![id, device_id, body, by.actor, by.now],
         )?;
-        append_audit(
+        audit_org(
             &tx,
-            AuditRecord {
-                chain: &org_chain(scope.org_id()),
-                org_id: Some(scope.org_id()),
-                by,
-                action: "device.command",
-                target: Some(format!("device:{device_id}")),
-                detail: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-            },
+            scope,
+            by,
+            "device.command",
+            Some(format!("device:{device_id}")),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
         )?;
         tx.commit()?;
         Ok(())

@@ -41,7 +41,8 @@ pub struct SettingsInput {
     pub technicians_may_review_recordings: bool,
 }
 
-fn audit_org(
+/// Appends to the organization's audit chain inside the caller's transaction.
+pub(super) fn audit_org(
     tx: &Transaction<'_>,
     scope: &OrgScope,
     by: &By,
