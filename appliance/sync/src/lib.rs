@@ -6,14 +6,17 @@
 //! through the [`outbox::SqliteOutbox`] first and leaves it only when the broker acknowledged it.
 //!
 //! Main types today: [`outbox::SqliteOutbox`] (the durable, ordered, bounded queue),
-//! [`backoff::Backoff`] (full-jitter reconnect delays) and [`link::Link`], the MQTT driver.
+//! [`backoff::Backoff`] (full-jitter reconnect delays), [`link::Link`] (the MQTT driver),
+//! [`enroll`] (device key, CSR, provisioning) and [`desired`] (deciding, keeping and reporting
+//! the desired config).
 //!
 //! Threads and tasks: the link runs one tokio task that owns the rumqttc event loop; outbox
 //! reads and writes are short SQLite calls made from that task and from producers through a
-//! mutex (never held across an await). Enrollment, desired config, commands, OTA and the
-//! `org.kioskcall.Sync1` D-Bus service come next.
+//! mutex (never held across an await). The daemon that ties these together, commands
+//! (systemd/logind over zbus), OTA and the `org.kioskcall.Sync1` D-Bus service come next.
 
 pub mod backoff;
+pub mod desired;
 pub mod enroll;
 pub mod link;
 pub mod outbox;
