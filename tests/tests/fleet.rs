@@ -87,6 +87,7 @@ async fn enroll_kiosk(cloud: &Cloud) -> Kiosk {
     let request = EnrollRequest {
         request_id: "first-boot-1".into(),
         csr_pem: enroll::csr(&key).unwrap(),
+        key_fingerprint: enroll::key_fingerprint(&key),
         hardware: Hardware {
             board: "qemu".into(),
             serial: "QEMU-1".into(),

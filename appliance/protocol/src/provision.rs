@@ -29,10 +29,18 @@ pub struct ProvisionRequest {
 }
 
 /// The cloud's answer.
+///
+/// Kiosks of one claim batch share the response topic, and any of them can send a request
+/// under another's request id; so an answer also names the key it is for: `key_fingerprint`
+/// is the lower-case hex of the first 8 bytes of SHA-256 over the request's public key (the
+/// raw subject public key bits of the CSR). A kiosk ignores answers for any other key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvisionResponse {
     pub v: Version,
     pub request_id: String,
+    /// The fingerprint of the requesting key (absent when the request's CSR was unreadable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
     #[serde(flatten)]
     pub result: ProvisionResult,
 }

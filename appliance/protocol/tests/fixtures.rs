@@ -58,6 +58,7 @@ fn every_fixture_file_is_covered() {
         "provision_request_with_token.json",
         "provision_response_activation_code.json",
         "provision_response_certificate.json",
+        "provision_response_certificate_for_key.json",
         "provision_response_rejected.json",
         "reported_applied.json",
         "reported_rejected.json",
@@ -78,6 +79,12 @@ fn provisioning() {
     assert!(
         matches!(r.result, ProvisionResult::Certificate { ref device_id, .. } if device_id.as_str() == "kiosk-0001")
     );
+    assert_eq!(
+        r.key_fingerprint, None,
+        "answers from before fingerprints still read"
+    );
+    let r: ProvisionResponse = round_trip("provision_response_certificate_for_key.json");
+    assert_eq!(r.key_fingerprint.as_deref(), Some("3f9a0c21d7e4b856"));
     let r: ProvisionResponse = round_trip("provision_response_activation_code.json");
     assert!(matches!(r.result, ProvisionResult::ActivationCode { .. }));
     let r: ProvisionResponse = round_trip("provision_response_rejected.json");

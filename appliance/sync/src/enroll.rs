@@ -60,6 +60,15 @@ pub fn load_or_create_key(path: &Path) -> Result<rcgen::KeyPair, EnrollError> {
     Ok(key)
 }
 
+/// The fingerprint the cloud puts in answers meant for `key`: hex of the first 8 bytes of
+/// SHA-256 over the raw public key (see `kiosk_protocol::provision::ProvisionResponse`).
+pub fn key_fingerprint(key: &rcgen::KeyPair) -> String {
+    use rcgen::PublicKeyData as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.der_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A PKCS#10 request for `key` (the cloud chooses the name).
 pub fn csr(key: &rcgen::KeyPair) -> Result<String, EnrollError> {
     rcgen::CertificateParams::default()
@@ -96,6 +105,8 @@ pub struct EnrollRequest {
     /// Stays the same across restarts of enrollment (keep it with the key).
     pub request_id: String,
     pub csr_pem: String,
+    /// [`key_fingerprint`] of the key the CSR is for: answers for other keys are ignored.
+    pub key_fingerprint: String,
     pub hardware: Hardware,
     pub token: Option<String>,
     /// Send the request again this often until answered.
@@ -148,8 +159,12 @@ pub async fn enroll(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let Ok(answer) = serde_json::from_slice::<ProvisionResponse>(&p.payload) else { continue };
-                    if answer.request_id != request_id {
-                        continue; // another kiosk of the same batch
+                    // Another kiosk of the same batch, or one that copied our request id with its
+                    // own key: not ours.
+                    if answer.request_id != request_id
+                        || answer.key_fingerprint.as_deref() != Some(req.key_fingerprint.as_str())
+                    {
+                        continue;
                     }
                     match answer.result {
                         ProvisionResult::Certificate { device_id, certificate_pem, .. } => {

@@ -82,12 +82,18 @@ fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn response(claim_cn: &str, request_id: &str, result: ProvisionResult) -> Outgoing {
+fn response(
+    claim_cn: &str,
+    request_id: &str,
+    key_fingerprint: Option<&str>,
+    result: ProvisionResult,
+) -> Outgoing {
     Outgoing {
         topic: Topic::ProvisionResponse(claim_cn.to_string()).name(),
         payload: json(&ProvisionResponse {
             v: Version::CURRENT,
             request_id: request_id.to_string(),
+            key_fingerprint: key_fingerprint.map(str::to_string),
             result,
         }),
         retain: false,
@@ -167,6 +173,7 @@ pub fn handle_provision(
         return Ok(vec![response(
             claim_cn,
             &rid,
+            None,
             ProvisionResult::Rejected {
                 reason: "request_id must have 1 to 64 characters".into(),
             },
@@ -176,6 +183,7 @@ pub fn handle_provision(
         return Ok(vec![response(
             claim_cn,
             &rid,
+            None,
             ProvisionResult::Rejected {
                 reason: "the CSR is not a valid signed PKCS#10 request".into(),
             },
@@ -191,6 +199,7 @@ pub fn handle_provision(
             return Ok(vec![response(
                 claim_cn,
                 &rid,
+                Some(&fingerprint),
                 ProvisionResult::Certificate {
                     device_id,
                     certificate_pem,
@@ -202,6 +211,7 @@ pub fn handle_provision(
             return Ok(vec![response(
                 claim_cn,
                 &rid,
+                Some(&fingerprint),
                 ProvisionResult::Rejected {
                     reason: "this device was revoked".into(),
                 },
@@ -249,7 +259,7 @@ pub fn handle_provision(
             },
         }]
         .into_iter()
-        .map(|r| response(claim_cn, &rid, r))
+        .map(|r| response(claim_cn, &rid, Some(&fingerprint), r))
         .collect());
     }
     // No token: an activation code for an admin to claim. A retry while one is open gets a
@@ -272,6 +282,7 @@ pub fn handle_provision(
     Ok(vec![response(
         claim_cn,
         &rid,
+        Some(&fingerprint),
         ProvisionResult::ActivationCode {
             code,
             expires_at_ms: expires_at * 1000,
@@ -431,9 +442,14 @@ pub async fn claim_activation(
         })
         .await?;
     let device_id = DeviceId::parse(&device.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let fingerprint = pki
+        .device
+        .check_csr(&pending.csr_pem)
+        .map_err(|e| StoreError::Corrupt(format!("stored CSR: {e}")))?;
     let answer = response(
         &pending.claim_cn,
         &pending.request_id,
+        Some(&fingerprint),
         ProvisionResult::Certificate {
             device_id,
             certificate_pem: device.certificate_pem.clone(),
