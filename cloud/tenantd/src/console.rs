@@ -60,6 +60,11 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/console/sites.js"),
     },
+    Asset {
+        name: "devices.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/console/devices.js"),
+    },
 ];
 
 fn etags() -> &'static Vec<String> {

@@ -5,6 +5,7 @@ import { api, setAuthHandler, errorText } from './api.js';
 import { h, setChildren, roleLabel } from './ui.js';
 import * as pages from './pages.js';
 import * as sites from './sites.js';
+import * as devices from './devices.js';
 
 const main = document.getElementById('main');
 const header = document.getElementById('site-header');
@@ -30,6 +31,8 @@ const ROUTES = [
   { path: '/sites', name: 'sites', title: 'Sites', page: sites.list, roles: ORG_ADMIN, org: true },
   { path: '/sites/new', name: 'site', title: 'New site', page: sites.editor, roles: ORG_ADMIN, org: true },
   { path: '/sites/:id', name: 'site', title: 'Edit site', page: sites.editor, roles: ORG_ADMIN, org: true },
+  { path: '/devices', name: 'devices', title: 'Devices', page: devices.list, roles: ORG_ADMIN, org: true },
+  { path: '/devices/:id', name: 'device', title: 'Device', page: devices.detail, roles: ORG_ADMIN, org: true },
   { path: '/settings', name: 'settings', title: 'Settings', page: pages.settings, roles: ORG_ADMIN, org: true },
   { path: '/tokens', name: 'tokens', title: 'API tokens', page: pages.tokens, roles: ORG_ADMIN, org: true },
   { path: '/audit', name: 'audit', title: 'Audit log', page: pages.audit, roles: ORG_ADMIN, org: true },
@@ -40,6 +43,7 @@ const NAV = {
   org_admin: [
     ['/users', 'Users'],
     ['/sites', 'Sites'],
+    ['/devices', 'Devices'],
     ['/settings', 'Settings'],
     ['/tokens', 'API tokens'],
     ['/audit', 'Audit'],
