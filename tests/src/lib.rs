@@ -14,13 +14,17 @@ use tenantd::{ServeConfig, Server};
 pub const ROOT_EMAIL: &str = "ops@platform.example";
 pub const ROOT_PASSWORD: &str = "platform operations secret";
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports on loopback: all are held until all are found, so the system cannot
+/// hand out the same one twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr().unwrap().port();
+    }
+    ports
 }
 
 /// A running cloud.
@@ -46,10 +50,11 @@ impl Cloud {
             HashCost::default(),
         )
         .unwrap();
+        let [device, provision, service] = free_ports::<3>();
         let broker = BrokerSettings {
-            device_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            provision_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            service_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            device_listen: SocketAddr::from(([127, 0, 0, 1], device)),
+            provision_listen: SocketAddr::from(([127, 0, 0, 1], provision)),
+            service_listen: SocketAddr::from(([127, 0, 0, 1], service)),
             ..BrokerSettings::default()
         };
         let mut config = ServeConfig::new(&data, SocketAddr::from(([127, 0, 0, 1], 0)));

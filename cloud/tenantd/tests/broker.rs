@@ -2,7 +2,7 @@
 //! MQTT 5 client holding each certificate. `scripts/test` installs mosquitto.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +16,10 @@ use tenantd::fleet::broker::{self, BrokerSettings, ManagedBroker};
 use tenantd::fleet::pki::{FleetPki, DEVICE_CERT_DAYS};
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+use common::mqtt::free_ports;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const WAIT: Duration = Duration::from_secs(10);
 
 /// A certificate and key in PEM.
 #[derive(Clone)]
@@ -188,10 +183,11 @@ impl Cloud {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let pki = FleetPki::open(&data).unwrap();
+        let [device_port, provision_port, service_port] = free_ports::<3>();
         let settings = BrokerSettings {
-            device_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            provision_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            service_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            device_listen: SocketAddr::from(([127, 0, 0, 1], device_port)),
+            provision_listen: SocketAddr::from(([127, 0, 0, 1], provision_port)),
+            service_listen: SocketAddr::from(([127, 0, 0, 1], service_port)),
             ..BrokerSettings::default()
         };
         let files = broker::write_files(&data, &settings, &pki, &[], &[], 1).unwrap();

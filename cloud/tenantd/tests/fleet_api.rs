@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::mqtt::{self, answer, client, free_port, try_client, Claim};
+use common::mqtt::{self, answer, client, free_ports, try_client, Claim};
 use common::TestCloud;
 use kiosk_protocol::provision::ProvisionResult;
 use reqwest::Method;
@@ -31,10 +31,11 @@ struct Enrolled {
 }
 
 async fn enrolled() -> Enrolled {
+    let [device_port, provision_port, service_port] = free_ports::<3>();
     let settings = BrokerSettings {
-        device_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        provision_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        service_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        device_listen: SocketAddr::from(([127, 0, 0, 1], device_port)),
+        provision_listen: SocketAddr::from(([127, 0, 0, 1], provision_port)),
+        service_listen: SocketAddr::from(([127, 0, 0, 1], service_port)),
         ..BrokerSettings::default()
     };
     let ports = settings.clone();

@@ -23,7 +23,7 @@ use tenantd::tenancy::{OrgScope, Role};
 use tokio::sync::{mpsc, watch};
 
 mod common;
-use common::mqtt::{self, answer, client, free_port, Claim, WAIT};
+use common::mqtt::{self, answer, client, free_ports, Claim, WAIT};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -89,10 +89,11 @@ async fn setup() -> Setup {
             )
         })
         .unwrap();
+    let [device_port, provision_port, service_port] = free_ports::<3>();
     let settings = BrokerSettings {
-        device_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        provision_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        service_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        device_listen: SocketAddr::from(([127, 0, 0, 1], device_port)),
+        provision_listen: SocketAddr::from(([127, 0, 0, 1], provision_port)),
+        service_listen: SocketAddr::from(([127, 0, 0, 1], service_port)),
         ..BrokerSettings::default()
     };
     let files = broker::write_files(&data, &settings, &pki, &[], &[], 1).unwrap();

@@ -17,6 +17,19 @@ use tokio::sync::{mpsc, watch};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// `N` distinct free ports on loopback: all are held until all are found, so the system cannot
+/// hand out the same one twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr().unwrap().port();
+    }
+    ports
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
