@@ -128,6 +128,8 @@ pub async fn enroll(
     let mut opts = MqttOptions::new(client_id, claim.host.clone(), claim.port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
+    // One request in flight at a time; rumqttc sizes its in-flight table by this bound.
+    opts.set_outgoing_inflight_upper_limit(4);
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     let request = ProvisionRequest {
         v: Version::CURRENT,

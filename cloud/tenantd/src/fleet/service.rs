@@ -557,6 +557,7 @@ impl FleetLink {
         opts.set_clean_start(false);
         opts.set_session_expiry_interval(Some(24 * 3600));
         opts.set_manual_acks(true);
+        opts.set_outgoing_inflight_upper_limit(1024);
         opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(settings.tls()?)));
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         let (connected_tx, connected_rx) = watch::channel(false);
