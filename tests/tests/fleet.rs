@@ -217,3 +217,114 @@ async fn a_thousand_events_across_a_broker_restart_arrive_once_each_in_order() {
     let _ = stop_tx.send(true);
     cloud.server.unwrap().shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_accepted_before_a_sigkill_of_the_kiosk_are_not_lost() {
+    use std::io::BufRead;
+    let cloud = Cloud::start().await;
+    let kiosk = enroll_kiosk(&cloud).await;
+    for (file, text) in [
+        ("device.pem", &kiosk.cert_pem),
+        ("device.key", &kiosk.key_pem),
+        ("server-ca.pem", &kiosk.server_ca),
+    ] {
+        std::fs::write(kiosk.dir.path().join(file), text).unwrap();
+    }
+    // The kiosk process accepts events as fast as it can while its link sends them.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_outbox-kiosk"))
+        .env("KIOSK_DIR", kiosk.dir.path())
+        .env("KIOSK_DEVICE_ID", kiosk.device_id.as_str())
+        .env("KIOSK_PORT", cloud.broker.device_listen.port().to_string())
+        .env("KIOSK_START", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Read every line the kiosk prints, up to its death; say when 2000 are in.
+    let (enough_tx, enough_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut accepted: Vec<u64> = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(seq) = line.strip_prefix("accepted ") {
+                accepted.push(seq.parse().unwrap());
+                if accepted.len() == 2000 {
+                    let _ = enough_tx.send(());
+                }
+            }
+        }
+        accepted
+    });
+    tokio::task::spawn_blocking(move || enough_rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the kiosk accepted 2000 events");
+    // Killed while publishing: no chance to flush or say goodbye.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let accepted = reader.join().unwrap();
+    let id = kiosk.device_id.as_str().to_string();
+    let store = tenantd::store::SqliteStore::open(&cloud.data_dir()).unwrap();
+    let before_restart = store
+        .blocking(|db| db.device_messages(&id, "events"))
+        .unwrap()
+        .len();
+
+    // The kiosk comes back on the same outbox file and sends what is left.
+    let outbox = Arc::new(Mutex::new(
+        SqliteOutbox::open(
+            &kiosk.dir.path().join("outbox.sqlite3"),
+            OutboxPolicy::default(),
+        )
+        .unwrap(),
+    ));
+    let pending = outbox.lock().unwrap().depth().unwrap().total;
+    let settings = LinkSettings::new(
+        kiosk.device_id.clone(),
+        "localhost",
+        cloud.broker.device_listen.port(),
+        &kiosk.server_ca,
+        &kiosk.cert_pem,
+        &kiosk.key_pem,
+    );
+    let (inbound_tx, _inbound) = mpsc::channel(16);
+    let (stop_tx, stop) = watch::channel(false);
+    let link = Link::start(settings, outbox.clone(), inbound_tx, stop).unwrap();
+    let last = *accepted.last().unwrap();
+    let stored = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let kept = store
+                .blocking(|db| db.device_messages(&id, "events"))
+                .unwrap();
+            if kept.last().is_some_and(|(_, seq)| *seq >= last)
+                && outbox.lock().unwrap().depth().unwrap().total == 0
+            {
+                return kept;
+            }
+            link.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("everything accepted is delivered after the restart");
+    let stored: std::collections::BTreeSet<u64> = stored.iter().map(|(_, seq)| *seq).collect();
+    let lost: Vec<u64> = accepted
+        .iter()
+        .filter(|s| !stored.contains(s))
+        .copied()
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} accepted events: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    println!(
+        "sigkill: {} events accepted before the kill, {before_restart} in the cloud at the kill, {pending} still in the outbox, 0 lost after the restart",
+        accepted.len()
+    );
+    let _ = stop_tx.send(true);
+    cloud.server.unwrap().shutdown().await.unwrap();
+}
