@@ -283,7 +283,7 @@ async fn a_kiosk_without_a_token_is_enrolled_when_an_admin_claims_its_code() {
     // The admin types the code (lower case, no dash) in the console.
     let typed = code.replace('-', "").to_lowercase();
     let device = service::claim_activation(
-        &s.link,
+        Some(&s.link),
         &s.store,
         s.pki.clone(),
         s.scope.clone(),
@@ -312,7 +312,7 @@ async fn a_kiosk_without_a_token_is_enrolled_when_an_admin_claims_its_code() {
     .await;
     // A code works once.
     assert!(service::claim_activation(
-        &s.link,
+        Some(&s.link),
         &s.store,
         s.pki.clone(),
         s.scope.clone(),

@@ -12,7 +12,7 @@ use super::{fields, json_with, AppState};
 use crate::auth::tokens;
 use crate::error::ApiError;
 use crate::fleet::pki::CLAIM_CERT_DAYS;
-use crate::fleet::service::{self, Enrollment};
+use crate::fleet::service;
 use crate::store::{By, StoreError};
 
 /// Enrollment-token secrets carry this prefix.
@@ -205,58 +205,18 @@ pub async fn claim_device(
         other => other.into(),
     }
     };
-    let device = match &state.fleet {
-        Some(fleet) => service::claim_activation(
-            &fleet.link,
-            &state.store,
-            state.pki.clone(),
-            scope,
-            by,
-            &input.code,
-            input.site_id,
-        )
-        .await
-        .map_err(not_found)?,
-        None => {
-            // No link to answer on: the kiosk's next retry finds its device and certificate.
-            let (pki, digest, site_id) = (
-                state.pki.clone(),
-                service::activation_code_digest(&input.code),
-                input.site_id,
-            );
-            let org_id = scope.org_id();
-            state
-                .store
-                .run(move |db| {
-                    db.claim_activation_code(&scope, &by, &digest, site_id, |pending| {
-                        let hardware: kiosk_protocol::provision::Hardware =
-                            serde_json::from_value(pending.hardware.clone()).map_err(|e| {
-                                StoreError::Corrupt(format!("stored hardware: {e}"))
-                            })?;
-                        let fingerprint = pki
-                            .device
-                            .check_csr(&pending.csr_pem)
-                            .map_err(|e| StoreError::Corrupt(format!("stored CSR: {e}")))?;
-                        service::make_device(
-                            &pki,
-                            org_id,
-                            site_id,
-                            Enrollment {
-                                claim_cn: &pending.claim_cn,
-                                request_id: &pending.request_id,
-                                key_fingerprint: &fingerprint,
-                                csr_pem: &pending.csr_pem,
-                                hardware: &hardware,
-                                via: "activation_code",
-                            },
-                        )
-                    })
-                })
-                .await
-                .map_err(not_found)?
-                .1
-        }
-    };
+    let link = state.fleet.as_ref().map(|f| &f.link);
+    let device = service::claim_activation(
+        link,
+        &state.store,
+        state.pki.clone(),
+        scope,
+        by,
+        &input.code,
+        input.site_id,
+    )
+    .await
+    .map_err(not_found)?;
     Ok(json_with(
         StatusCode::CREATED,
         json!({ "id": device.id, "site_id": device.site_id, "board": device.board,

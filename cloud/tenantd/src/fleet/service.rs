@@ -402,9 +402,11 @@ pub fn handle(
 }
 
 /// An admin claims an activation code for a site: the device is enrolled, its CSR signed, and
-/// the certificate published to the kiosk that is waiting on its claim identity's topic.
+/// the certificate published to the kiosk that is waiting on its claim identity's topic. Without
+/// a link (no broker running) nothing is published: the kiosk's retried request finds its device
+/// and certificate.
 pub async fn claim_activation(
-    link: &FleetLink,
+    link: Option<&FleetLink>,
     store: &SqliteStore,
     pki: Arc<FleetPki>,
     scope: crate::tenancy::OrgScope,
@@ -458,8 +460,10 @@ pub async fn claim_activation(
     );
     // If this publish is lost, the kiosk's retried request finds the device and gets the
     // same certificate.
-    if let Err(e) = link.publish(answer).await {
-        tracing::warn!(error = %e, "could not send the certificate now; the kiosk's retry will get it");
+    if let Some(link) = link {
+        if let Err(e) = link.publish(answer).await {
+            tracing::warn!(error = %e, "could not send the certificate now; the kiosk's retry will get it");
+        }
     }
     Ok(device)
 }

@@ -227,11 +227,7 @@ impl Db<'_> {
         expires_at: i64,
     ) -> Result<EnrollmentTokenInfo, StoreError> {
         let tx = self.tx()?;
-        found(tx.query_row(
-            "SELECT id FROM sites WHERE id = ?1 AND org_id = ?2",
-            params![site_id, scope.org_id()],
-            |r| r.get::<_, i64>(0),
-        ))?;
+        site_in_scope(&tx, scope, site_id)?;
         tx.execute(
             "INSERT INTO enrollment_tokens (org_id, site_id, prefix, token_hash, uses_left, expires_at, created_by, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -365,11 +361,7 @@ impl Db<'_> {
         make: impl FnOnce(&PendingActivation) -> Result<NewDevice, StoreError>,
     ) -> Result<(PendingActivation, NewDevice), StoreError> {
         let tx = self.tx()?;
-        found(tx.query_row(
-            "SELECT id FROM sites WHERE id = ?1 AND org_id = ?2",
-            params![site_id, scope.org_id()],
-            |r| r.get::<_, i64>(0),
-        ))?;
+        site_in_scope(&tx, scope, site_id)?;
         let pending = found(tx.query_row(
             "SELECT claim_cn, request_id, csr_pem, hardware FROM activation_codes
              WHERE code_hash = ?1 AND device_id IS NULL AND expires_at > ?2",
@@ -588,6 +580,34 @@ impl Db<'_> {
     }
 }
 
+/// `NotFound` unless the site belongs to the scope's organization.
+fn site_in_scope(
+    tx: &rusqlite::Connection,
+    scope: &OrgScope,
+    site_id: i64,
+) -> Result<(), StoreError> {
+    found(tx.query_row(
+        "SELECT id FROM sites WHERE id = ?1 AND org_id = ?2",
+        params![site_id, scope.org_id()],
+        |r| r.get::<_, i64>(0),
+    ))
+    .map(|_| ())
+}
+
+/// `NotFound` unless the device belongs to the scope's organization and is not revoked.
+fn live_device_in_scope(
+    tx: &rusqlite::Connection,
+    scope: &OrgScope,
+    device_id: &str,
+) -> Result<(), StoreError> {
+    found(tx.query_row(
+        "SELECT id FROM devices WHERE id = ?1 AND org_id = ?2 AND revoked_at IS NULL",
+        params![device_id, scope.org_id()],
+        |r| r.get::<_, String>(0),
+    ))
+    .map(|_| ())
+}
+
 fn insert_device(
     tx: &rusqlite::Transaction<'_>,
     d: &NewDevice,
@@ -696,11 +716,7 @@ impl Db<'_> {
         body: &str,
     ) -> Result<(), StoreError> {
         let tx = self.tx()?;
-        found(tx.query_row(
-            "SELECT id FROM devices WHERE id = ?1 AND org_id = ?2 AND revoked_at IS NULL",
-            params![device_id, scope.org_id()],
-            |r| r.get::<_, String>(0),
-        ))?;
+        live_device_in_scope(&tx, scope, device_id)?;
         tx.execute(
             "INSERT INTO desired_configs (device_id, version, body, created_by, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -788,11 +804,7 @@ impl Db<'_> {
         body: &str,
     ) -> Result<(), StoreError> {
         let tx = self.tx()?;
-        found(tx.query_row(
-            "SELECT id FROM devices WHERE id = ?1 AND org_id = ?2 AND revoked_at IS NULL",
-            params![device_id, scope.org_id()],
-            |r| r.get::<_, String>(0),
-        ))?;
+        live_device_in_scope(&tx, scope, device_id)?;
         tx.execute(
             "INSERT INTO device_commands (id, device_id, body, created_by, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
