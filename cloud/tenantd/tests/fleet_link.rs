@@ -13,13 +13,12 @@ use kiosk_protocol::{MessageId, UpHeader, Version};
 use rcgen::KeyPair;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
-use tenantd::auth::password::{HashCost, Password};
 use tenantd::auth::tokens;
 use tenantd::fleet::broker::{self, BrokerSettings, ManagedBroker};
 use tenantd::fleet::pki::FleetPki;
 use tenantd::fleet::service::{self, FleetLink, LinkSettings};
-use tenantd::store::{By, NewUser, SqliteStore};
-use tenantd::tenancy::{OrgScope, Role};
+use tenantd::store::{By, SqliteStore};
+use tenantd::tenancy::OrgScope;
 use tokio::sync::{mpsc, watch};
 
 mod common;
@@ -41,41 +40,14 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tenantd::bootstrap(
-        &data,
-        "ops@p.example",
-        "Ops",
-        Some(Password::new("a long platform secret")),
-        HashCost::default(),
-    )
-    .unwrap();
-    let store = SqliteStore::open(&data).unwrap();
+    let common::StoreFixture {
+        dir,
+        data,
+        store,
+        scope,
+        site,
+    } = common::store_fixture();
     let by = By::new("test");
-    let admin = NewUser {
-        email: "boss@shop.example".into(),
-        name: "Boss".into(),
-        role: Role::OrgAdmin,
-        password_hash: "x".into(),
-        must_change_password: false,
-    };
-    store
-        .blocking(|db| db.create_org(&by, "shop", "Shop", &admin))
-        .unwrap();
-    let scope =
-        OrgScope::trusted_internal(store.blocking(|db| db.org_ref("shop")).unwrap().unwrap());
-    let site: tenantd::sites::SiteInput = serde_json::from_value(serde_json::json!({
-        "name": "Main", "timezone": "Europe/Paris",
-        "business_hours": { "mon": [], "tue": [], "wed": [], "thu": [], "fri": [], "sat": [], "sun": [] }
-    }))
-    .unwrap();
-    let spec = site.validate().unwrap();
-    let site = store
-        .blocking(|db| db.save_site(&scope, &by, None, &spec))
-        .unwrap()
-        .id;
-
     let pki = Arc::new(FleetPki::open(&data).unwrap());
     let (claim, claim_key) = pki.claim.issue_with_key("claim-batch1", 30).unwrap();
     store

@@ -2,47 +2,15 @@
 //! device messages, revocation inputs for the CRL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tenantd::auth::password::{HashCost, Password};
+mod common;
+
 use tenantd::auth::tokens;
-use tenantd::sites::SiteInput;
-use tenantd::store::{By, CrlCa, NewDevice, NewUser, SqliteStore, StoreError};
-use tenantd::tenancy::{OrgScope, Role};
+use tenantd::store::{By, CrlCa, NewDevice, SqliteStore, StoreError};
+use tenantd::tenancy::OrgScope;
 
 fn setup() -> (tempfile::TempDir, SqliteStore, OrgScope, i64) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tenantd::bootstrap(
-        &data,
-        "root@p.example",
-        "Root",
-        Some(Password::new("a long platform secret")),
-        HashCost::default(),
-    )
-    .unwrap();
-    let store = SqliteStore::open(&data).unwrap();
-    let by = By::new("test");
-    let admin = NewUser {
-        email: "boss@shop.example".into(),
-        name: "Boss".into(),
-        role: Role::OrgAdmin,
-        password_hash: "x".into(),
-        must_change_password: false,
-    };
-    store
-        .blocking(|db| db.create_org(&by, "shop", "Shop", &admin))
-        .unwrap();
-    let org = store.blocking(|db| db.org_ref("shop")).unwrap().unwrap();
-    let scope = OrgScope::trusted_internal(org);
-    let site: SiteInput = serde_json::from_value(serde_json::json!({
-        "name": "Main", "timezone": "Europe/Paris",
-        "business_hours": { "mon": [], "tue": [], "wed": [], "thu": [], "fri": [], "sat": [], "sun": [] }
-    }))
-    .unwrap();
-    let spec = site.validate().unwrap();
-    let site = store
-        .blocking(|db| db.save_site(&scope, &by, None, &spec))
-        .unwrap();
-    (dir, store, scope, site.id)
+    let f = common::store_fixture();
+    (f.dir, f.store, f.scope, f.site)
 }
 
 fn device(id: &str, org_id: i64, site_id: i64, serial: &str) -> NewDevice {

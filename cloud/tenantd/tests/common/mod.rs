@@ -313,6 +313,56 @@ fn hex_serial() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A bootstrapped store with an organization "shop" and a site, without a server: for tests of
+/// the store and the fleet link on their own.
+pub struct StoreFixture {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub store: SqliteStore,
+    pub scope: OrgScope,
+    pub site: i64,
+}
+
+pub fn store_fixture() -> StoreFixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tenantd::bootstrap(
+        &data,
+        "ops@p.example",
+        "Ops",
+        Some(Password::new("a long platform secret")),
+        HashCost::default(),
+    )
+    .unwrap();
+    let store = SqliteStore::open(&data).unwrap();
+    let by = By::new("test");
+    let admin = NewUser {
+        email: "boss@shop.example".into(),
+        name: "Boss".into(),
+        role: Role::OrgAdmin,
+        password_hash: "x".into(),
+        must_change_password: false,
+    };
+    store
+        .blocking(|db| db.create_org(&by, "shop", "Shop", &admin))
+        .unwrap();
+    let scope =
+        OrgScope::trusted_internal(store.blocking(|db| db.org_ref("shop")).unwrap().unwrap());
+    let input: tenantd::sites::SiteInput = serde_json::from_value(site_body("Main")).unwrap();
+    let spec = input.validate().unwrap();
+    let site = store
+        .blocking(|db| db.save_site(&scope, &by, None, &spec))
+        .unwrap()
+        .id;
+    StoreFixture {
+        dir,
+        data,
+        store,
+        scope,
+        site,
+    }
+}
+
 /// The session cookie's value from a sign-in answer.
 pub fn session_from(r: &Response) -> String {
     let cookie = r
