@@ -18,6 +18,7 @@ pub mod config;
 pub mod event;
 pub mod hours;
 pub mod provision;
+pub mod renew;
 pub mod telemetry;
 pub mod topic;
 

@@ -23,6 +23,8 @@ pub enum Up {
     Events,
     Signal,
     CmdResult,
+    /// A certificate signing request for a new device key (rotation).
+    Csr,
 }
 
 /// A cloud→device channel.
@@ -32,15 +34,18 @@ pub enum Down {
     Cmd,
     Signal,
     Call,
+    /// The certificate answering an `up/csr`.
+    Cert,
 }
 
 impl Up {
-    pub const ALL: [Up; 5] = [
+    pub const ALL: [Up; 6] = [
         Up::Telemetry,
         Up::Reported,
         Up::Events,
         Up::Signal,
         Up::CmdResult,
+        Up::Csr,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,12 +55,19 @@ impl Up {
             Up::Events => "events",
             Up::Signal => "signal",
             Up::CmdResult => "cmd-result",
+            Up::Csr => "csr",
         }
     }
 }
 
 impl Down {
-    pub const ALL: [Down; 4] = [Down::Desired, Down::Cmd, Down::Signal, Down::Call];
+    pub const ALL: [Down; 5] = [
+        Down::Desired,
+        Down::Cmd,
+        Down::Signal,
+        Down::Call,
+        Down::Cert,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -63,6 +75,7 @@ impl Down {
             Down::Cmd => "cmd",
             Down::Signal => "signal",
             Down::Call => "call",
+            Down::Cert => "cert",
         }
     }
 }

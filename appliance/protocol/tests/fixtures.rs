@@ -8,6 +8,7 @@ use kiosk_protocol::command::{Action, Command, CommandResult, Outcome};
 use kiosk_protocol::config::{ConfigOutcome, DesiredConfig, Reported};
 use kiosk_protocol::event::{Event, EventBody};
 use kiosk_protocol::provision::{ProvisionRequest, ProvisionResponse, ProvisionResult};
+use kiosk_protocol::renew::{RenewRequest, RenewResponse, RenewResult};
 use kiosk_protocol::telemetry::{Presence, Status, Telemetry};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,6 +61,9 @@ fn every_fixture_file_is_covered() {
         "provision_response_certificate.json",
         "provision_response_certificate_for_key.json",
         "provision_response_rejected.json",
+        "renew_request.json",
+        "renew_response_certificate.json",
+        "renew_response_rejected.json",
         "reported_applied.json",
         "reported_rejected.json",
         "status_offline.json",
@@ -89,6 +93,17 @@ fn provisioning() {
     assert!(matches!(r.result, ProvisionResult::ActivationCode { .. }));
     let r: ProvisionResponse = round_trip("provision_response_rejected.json");
     assert!(matches!(r.result, ProvisionResult::Rejected { .. }));
+}
+
+#[test]
+fn certificate_renewal() {
+    let r: RenewRequest = round_trip("renew_request.json");
+    assert_eq!(r.header.seq, 51);
+    let a: RenewResponse = round_trip("renew_response_certificate.json");
+    assert_eq!(a.request, r.header.id);
+    assert!(matches!(a.result, RenewResult::Certificate { .. }));
+    let a: RenewResponse = round_trip("renew_response_rejected.json");
+    assert!(matches!(a.result, RenewResult::Rejected { .. }));
 }
 
 #[test]

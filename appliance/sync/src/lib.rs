@@ -16,7 +16,13 @@
 //! (systemd/logind over zbus), OTA and the `org.kioskcall.Sync1` D-Bus service come next.
 
 pub mod backoff;
+pub mod daemon;
 pub mod desired;
 pub mod enroll;
+pub mod identity;
 pub mod link;
 pub mod outbox;
+pub mod service;
+pub mod settings;
+pub mod system;
+pub mod telemetry;

@@ -135,6 +135,12 @@ fn status(state: Presence) -> Vec<u8> {
 }
 
 impl Link {
+    /// Waits until the link task has ended (after `shutdown` flipped).
+    pub async fn closed(&self) {
+        let mut c = self.connected.clone();
+        while c.changed().await.is_ok() {}
+    }
+
     /// Starts the link task. Messages from the cloud go to `inbound`; the task ends when
     /// `shutdown` flips (after a clean disconnect, so the last will is not sent).
     pub fn start(

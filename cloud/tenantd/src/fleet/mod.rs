@@ -3,11 +3,13 @@
 //! - [`pki`]: the three certificate authorities (device, claim, service) and their CRLs.
 //! - [`broker`]: the managed mosquitto (configuration, listeners, supervision).
 //! - [`service`]: the cloud's MQTT client: provisioning and exactly-once ingestion.
+//! - [`renewal`]: rotate commands for certificates past two thirds of their life.
 //! - [`Fleet`]: the three together, as `tenantd serve` runs them.
 
 pub mod broker;
 pub mod config;
 pub mod pki;
+pub mod renewal;
 pub mod service;
 
 use std::path::{Path, PathBuf};
@@ -82,8 +84,9 @@ impl Fleet {
             stop,
             data_dir: data_dir.to_path_buf(),
         };
-        fleet.spawn_crl_refresh(stop_rx);
+        fleet.spawn_crl_refresh(stop_rx.clone());
         fleet.spawn_republish();
+        renewal::spawn(fleet.store.clone(), fleet.link.clone(), stop_rx);
         Ok(fleet)
     }
 

@@ -18,8 +18,9 @@ use kiosk_protocol::command::Outcome as CmdOutcome;
 use kiosk_protocol::config::{ConfigOutcome, Reported};
 use kiosk_protocol::event::Event as DeviceEvent;
 use kiosk_protocol::provision::{ProvisionRequest, ProvisionResponse, ProvisionResult};
+use kiosk_protocol::renew::{RenewRequest, RenewResponse, RenewResult};
 use kiosk_protocol::telemetry::{Presence, Status, Telemetry};
-use kiosk_protocol::topic::{self, Topic, Up};
+use kiosk_protocol::topic::{self, Down, Topic, Up};
 use kiosk_protocol::{DeviceId, Version};
 use rand::Rng;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
@@ -290,21 +291,103 @@ pub fn handle_provision(
     )])
 }
 
-/// Stores one device→cloud message. Messages of unknown or revoked devices are dropped.
+/// A device may renew its certificate at most this often (a new request within this time of
+/// the last certificate is refused; a repeated request gets its certificate again).
+pub const RENEW_MIN_INTERVAL_S: i64 = 60;
+
+/// Answers a certificate renewal request from an enrolled device: signs the CSR for the
+/// identity the device connected with (the topic's device id, which the broker's ACL ties to
+/// the certificate's CN), never a name from the request.
+pub fn handle_renew(
+    store: &SqliteStore,
+    pki: &FleetPki,
+    device: &DeviceId,
+    payload: &[u8],
+    now: i64,
+) -> Result<Vec<Outgoing>, StoreError> {
+    let id = device.as_str();
+    let request: RenewRequest = match serde_json::from_slice(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(device = id, error = %e, "unreadable renewal request dropped");
+            return Ok(Vec::new());
+        }
+    };
+    let answer = |result: RenewResult| Outgoing {
+        topic: Topic::Down(device.clone(), Down::Cert).name(),
+        payload: json(&RenewResponse {
+            v: Version::CURRENT,
+            request: request.header.id.clone(),
+            key_fingerprint: request.key_fingerprint.clone(),
+            result,
+        }),
+        retain: false,
+    };
+    let rid = request.header.id.as_str().to_string();
+    if let Some((certificate_pem, not_after)) = store.blocking(|db| db.renewed_cert(id, &rid))? {
+        return Ok(vec![answer(RenewResult::Certificate {
+            certificate_pem,
+            not_after,
+        })]);
+    }
+    let refuse = |reason: String| {
+        tracing::warn!(device = id, %reason, "certificate renewal refused");
+        Ok(vec![answer(RenewResult::Rejected { reason })])
+    };
+    match pki.device.check_csr(&request.csr_pem) {
+        Ok(fp) if fp == request.key_fingerprint => {}
+        Ok(_) => return refuse("the key fingerprint does not match the CSR".into()),
+        Err(e) => return refuse(format!("the request is not a valid CSR: {e}")),
+    }
+    if let Some(last) = store.blocking(|db| db.last_cert_issued(id))? {
+        if now - last < RENEW_MIN_INTERVAL_S {
+            return refuse(format!(
+                "a certificate was issued {} s ago; renew at most every {RENEW_MIN_INTERVAL_S} s",
+                now - last
+            ));
+        }
+    }
+    let issued = match pki.device.sign_csr(&request.csr_pem, id, DEVICE_CERT_DAYS) {
+        Ok(i) => i,
+        Err(e) => return refuse(format!("the CSR could not be signed: {e}")),
+    };
+    let stored = store.blocking(|db| {
+        db.add_renewed_cert(
+            id,
+            &rid,
+            &issued.serial,
+            &issued.certificate_pem,
+            issued.not_after_unix,
+            now,
+        )
+    })?;
+    if !stored {
+        return Ok(Vec::new());
+    }
+    tracing::info!(device = id, serial = %issued.serial, "device certificate renewed");
+    Ok(vec![answer(RenewResult::Certificate {
+        certificate_pem: issued.certificate_pem,
+        not_after: issued.not_after_unix,
+    })])
+}
+
+/// Stores one device→cloud message and returns any answer. Messages of unknown or revoked
+/// devices are dropped.
 pub fn handle_up(
     store: &SqliteStore,
+    pki: &FleetPki,
     device: &DeviceId,
     channel: Up,
     payload: &[u8],
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Outgoing>, StoreError> {
     let id = device.as_str();
     if store.blocking(|db| db.device_org(id))?.is_none() {
         tracing::warn!(
             device = id,
             "message from an unknown or revoked device dropped"
         );
-        return Ok(());
+        return Ok(Vec::new());
     }
     let text = String::from_utf8_lossy(payload);
     let header = match channel {
@@ -312,15 +395,14 @@ pub fn handle_up(
         Up::Reported => serde_json::from_slice::<Reported>(payload).map(|r| r.header),
         Up::CmdResult => serde_json::from_slice::<CommandResult>(payload).map(|r| r.header),
         Up::Telemetry => {
-            return match serde_json::from_slice::<Telemetry>(payload) {
-                Ok(_) => store.blocking(|db| db.record_telemetry(id, &text, now)),
-                Err(e) => {
-                    tracing::warn!(device = id, error = %e, "unreadable telemetry dropped");
-                    Ok(())
-                }
-            };
+            match serde_json::from_slice::<Telemetry>(payload) {
+                Ok(_) => store.blocking(|db| db.record_telemetry(id, &text, now))?,
+                Err(e) => tracing::warn!(device = id, error = %e, "unreadable telemetry dropped"),
+            }
+            return Ok(Vec::new());
         }
-        Up::Signal => return Ok(()),
+        Up::Csr => return handle_renew(store, pki, device, payload, now),
+        Up::Signal => return Ok(Vec::new()),
     };
     match header {
         Ok(h) => {
@@ -329,7 +411,7 @@ pub fn handle_up(
             })?;
             if !fresh {
                 tracing::debug!(device = id, message = %h.id, "duplicate delivery kept once");
-                return Ok(());
+                return Ok(Vec::new());
             }
             match channel {
                 Up::Reported => {
@@ -366,11 +448,11 @@ pub fn handle_up(
                 }
                 _ => {}
             }
-            Ok(())
+            Ok(Vec::new())
         }
         Err(e) => {
             tracing::warn!(device = id, channel = channel.name(), error = %e, "unreadable message dropped");
-            Ok(())
+            Ok(Vec::new())
         }
     }
 }
@@ -387,9 +469,7 @@ pub fn handle(
         Some(Topic::ProvisionRequest(claim_cn)) => {
             handle_provision(store, pki, &claim_cn, payload, now)
         }
-        Some(Topic::Up(device, channel)) => {
-            handle_up(store, &device, channel, payload, now).map(|()| Vec::new())
-        }
+        Some(Topic::Up(device, channel)) => handle_up(store, pki, &device, channel, payload, now),
         Some(Topic::Status(device)) => {
             if let Ok(status) = serde_json::from_slice::<Status>(payload) {
                 let online = status.state == Presence::Online;

@@ -452,6 +452,104 @@ impl Db<'_> {
         Ok(serials)
     }
 
+    /// The certificate already issued for renewal request `request` of a device:
+    /// `(certificate, not_after)`.
+    pub fn renewed_cert(
+        &mut self,
+        device_id: &str,
+        request: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT certificate, not_after FROM device_certs
+                 WHERE device_id = ?1 AND renew_request = ?2",
+                params![device_id, request],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// When the newest certificate of a device was issued (Unix seconds).
+    pub fn last_cert_issued(&mut self, device_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(issued_at) FROM device_certs WHERE device_id = ?1",
+            [device_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Keeps a renewed certificate of an enrolled, unrevoked device and audits it. The old
+    /// certificates stay valid until they expire (the device still holds them until it has
+    /// reconnected with the new one). Returns `false` when the device is revoked or unknown.
+    pub fn add_renewed_cert(
+        &mut self,
+        device_id: &str,
+        request: &str,
+        serial: &str,
+        certificate_pem: &str,
+        not_after: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let tx = self.tx()?;
+        let Some(org_id) = live_device_org(&tx, device_id)? else {
+            return Ok(false);
+        };
+        tx.execute(
+            "INSERT INTO device_certs (serial, device_id, certificate, not_after, issued_at, renew_request)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![serial, device_id, certificate_pem, not_after, now, request],
+        )?;
+        let by = By {
+            actor: format!("device:{device_id}"),
+            now,
+        };
+        append_audit(
+            &tx,
+            AuditRecord {
+                chain: &org_chain(org_id),
+                org_id: Some(org_id),
+                by: &by,
+                action: "device.cert_renew",
+                target: Some(format!("device:{device_id}")),
+                detail: json!({ "cert_serial": serial, "not_after": not_after }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Enrolled, unrevoked devices whose newest certificate is past `fraction` of its life at
+    /// `now`, with the newest certificate's issue time.
+    pub fn devices_due_renewal(
+        &mut self,
+        fraction: f64,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.id, c.issued_at, c.not_after FROM devices d
+             JOIN device_certs c ON c.device_id = d.id
+             WHERE d.revoked_at IS NULL AND c.revoked_at IS NULL
+               AND c.issued_at = (SELECT MAX(issued_at) FROM device_certs WHERE device_id = d.id)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut due = Vec::new();
+        for row in rows {
+            let (id, issued, not_after) = row?;
+            let at = issued + ((not_after - issued) as f64 * fraction) as i64;
+            if now >= at {
+                due.push((id, issued));
+            }
+        }
+        Ok(due)
+    }
+
     /// Revoked serials of a CA and the CRL number to sign with.
     pub fn crl_inputs(&mut self, ca: CrlCa) -> Result<(Vec<(String, i64)>, u64), StoreError> {
         let sql = match ca {
@@ -501,14 +599,7 @@ impl Db<'_> {
 
     /// The organization of an enrolled, unrevoked device (for messages it sends).
     pub fn device_org(&mut self, id: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT org_id FROM devices WHERE id = ?1 AND revoked_at IS NULL",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?)
+        live_device_org(self.conn, id)
     }
 
     /// Keeps a device→cloud message once: `false` when its id was already stored.
@@ -595,6 +686,17 @@ fn site_in_scope(
 }
 
 /// `NotFound` unless the device belongs to the scope's organization and is not revoked.
+/// The organization of an enrolled, unrevoked device.
+fn live_device_org(conn: &rusqlite::Connection, id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT org_id FROM devices WHERE id = ?1 AND revoked_at IS NULL",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 fn live_device_in_scope(
     tx: &rusqlite::Connection,
     scope: &OrgScope,
@@ -820,6 +922,54 @@ impl Db<'_> {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Queues a `rotate_certificate` command from the platform itself (certificate renewal
+    /// at two thirds of its life), unless one was already queued since `cert_issued_at`.
+    /// Returns whether a command was created.
+    pub fn create_renewal_command(
+        &mut self,
+        device_id: &str,
+        id: &str,
+        body: &str,
+        cert_issued_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let tx = self.tx()?;
+        let Some(org_id) = live_device_org(&tx, device_id)? else {
+            return Ok(false);
+        };
+        let queued: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM device_commands WHERE device_id = ?1
+               AND json_extract(body, '$.action') = 'rotate_certificate' AND created_at >= ?2)",
+            params![device_id, cert_issued_at],
+            |r| r.get(0),
+        )?;
+        if queued {
+            return Ok(false);
+        }
+        let by = By {
+            actor: "system:certificate-renewal".to_string(),
+            now,
+        };
+        tx.execute(
+            "INSERT INTO device_commands (id, device_id, body, created_by, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![id, device_id, body, by.actor, now],
+        )?;
+        append_audit(
+            &tx,
+            AuditRecord {
+                chain: &org_chain(org_id),
+                org_id: Some(org_id),
+                by: &by,
+                action: "device.command",
+                target: Some(format!("device:{device_id}")),
+                detail: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+            },
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// A command's result from the device (only for that device's own commands).

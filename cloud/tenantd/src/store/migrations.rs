@@ -196,4 +196,11 @@ CREATE TABLE crl_state (
 );
 INSERT INTO crl_state (ca, number) VALUES ('device', 1), ('claim', 1);
 "#,
+    // 3: certificate renewal: a renewed certificate remembers the request (message id) it
+    // answers, so a repeated request gets the same certificate.
+    r#"
+ALTER TABLE device_certs ADD COLUMN renew_request TEXT;
+CREATE UNIQUE INDEX device_certs_renew ON device_certs(device_id, renew_request)
+    WHERE renew_request IS NOT NULL;
+"#,
 ];

@@ -1,0 +1,291 @@
+//! The `org.kioskcall.Sync1` D-Bus service (the contract is in `kiosk-bus`).
+//!
+//! Methods answer from [`Shared`], the daemon's state; the daemon calls [`notify`] when that
+//! state changes so property watchers (the UI showing the activation code, `kioskctl`) hear it.
+
+use std::sync::{Arc, Mutex};
+
+use kiosk_bus::sync::{state, PATH};
+use kiosk_bus::{KioskError, SyncStatus};
+use kiosk_protocol::topic::Up;
+use tokio::sync::{watch, Notify};
+use zbus::object_server::SignalEmitter;
+
+use crate::desired::ConfigStore;
+use crate::outbox::{Retention, SqliteOutbox};
+
+/// Largest event body accepted over D-Bus.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+
+/// Fields the daemon sets in every event; a body may not carry them.
+const RESERVED: [&str; 5] = ["v", "id", "seq", "at_ms", "kind"];
+
+/// The daemon's state, shared with the D-Bus service.
+#[derive(Debug)]
+pub struct Shared {
+    pub status: Mutex<SyncStatus>,
+    pub outbox: Arc<Mutex<SqliteOutbox>>,
+    pub config: Mutex<ConfigStore>,
+    /// Wakes the running link's sender (none before enrollment).
+    pub wake: Mutex<Option<Arc<Notify>>>,
+    /// Tokens given with `kioskctl enroll`.
+    pub token: watch::Sender<Option<String>>,
+}
+
+impl Shared {
+    pub fn new(
+        outbox: Arc<Mutex<SqliteOutbox>>,
+        config: ConfigStore,
+        firmware: String,
+        slot: String,
+    ) -> Shared {
+        Shared {
+            status: Mutex::new(SyncStatus {
+                state: state::UNENROLLED.to_string(),
+                device_id: String::new(),
+                activation_code: String::new(),
+                connected: false,
+                config_version: 0,
+                outbox_depth: 0,
+                outbox_records: 0,
+                certificate_not_after: 0,
+                firmware,
+                slot,
+                last_error: String::new(),
+            }),
+            outbox,
+            config: Mutex::new(config),
+            wake: Mutex::new(None),
+            token: watch::channel(None).0,
+        }
+    }
+
+    /// Changes the status; returns whether anything changed.
+    pub fn update(&self, f: impl FnOnce(&mut SyncStatus)) -> bool {
+        let Ok(mut s) = self.status.lock() else {
+            return false;
+        };
+        let before = s.clone();
+        f(&mut s);
+        *s != before
+    }
+
+    pub fn snapshot(&self) -> SyncStatus {
+        let mut s = match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if let Ok(Ok(d)) = self.outbox.lock().map(|o| o.depth()) {
+            s.outbox_depth = d.total;
+            s.outbox_records = d.total - d.droppable;
+        }
+        s
+    }
+
+    /// Wakes the link to send what was just queued.
+    pub fn wake_link(&self) {
+        if let Ok(w) = self.wake.lock() {
+            if let Some(w) = w.as_ref() {
+                w.notify_one();
+            }
+        }
+    }
+}
+
+/// Checks an event from another service and builds its payload fields.
+pub fn event_fields(
+    kind: &str,
+    body: &str,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Retention), KioskError> {
+    let bad = |m: String| KioskError::InvalidArgument(m);
+    if kind.is_empty()
+        || kind.len() > 32
+        || !kind.starts_with(|c: char| c.is_ascii_lowercase())
+        || !kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(bad(format!(
+            "kind {kind:?}: 1 to 32 lower-case letters, digits and _, starting with a letter"
+        )));
+    }
+    if body.len() > MAX_EVENT_BYTES {
+        return Err(bad(format!(
+            "body: {} bytes; at most {MAX_EVENT_BYTES}",
+            body.len()
+        )));
+    }
+    let fields: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(body) {
+        Ok(serde_json::Value::Object(m)) => m,
+        Ok(_) => return Err(bad("body: a JSON object is needed".into())),
+        Err(e) => return Err(bad(format!("body: not JSON: {e}"))),
+    };
+    if let Some(k) = RESERVED.iter().find(|k| fields.contains_key(**k)) {
+        return Err(bad(format!(
+            "body: {k:?} is set by kiosk-sync, not the caller"
+        )));
+    }
+    let retention = if kind == "diagnostic" {
+        Retention::Droppable
+    } else {
+        Retention::Keep
+    };
+    Ok((fields, retention))
+}
+
+/// The D-Bus object.
+#[derive(Debug, Clone)]
+pub struct SyncService {
+    pub shared: Arc<Shared>,
+}
+
+#[zbus::interface(name = "org.kioskcall.Sync1")]
+impl SyncService {
+    async fn status(&self) -> SyncStatus {
+        self.shared.snapshot()
+    }
+
+    async fn enroll(&self, token: String) -> Result<(), KioskError> {
+        let token = token.trim().to_string();
+        if token.is_empty() || token.len() > 256 || token.chars().any(char::is_whitespace) {
+            return Err(KioskError::InvalidArgument(
+                "token: the enrollment token as the fleet admin gave it".into(),
+            ));
+        }
+        if self.shared.snapshot().state == state::ENROLLED {
+            return Err(KioskError::WrongState(
+                "this kiosk is already enrolled; a factory reset comes first".into(),
+            ));
+        }
+        self.shared.token.send_replace(Some(token));
+        Ok(())
+    }
+
+    async fn desired_config(&self) -> Result<String, KioskError> {
+        let config = self
+            .shared
+            .config
+            .lock()
+            .map_err(|_| KioskError::Failed("config store unavailable".into()))?
+            .in_force()
+            .map_err(|e| KioskError::Failed(e.to_string()))?;
+        match config {
+            Some(c) => serde_json::to_string(&c).map_err(|e| KioskError::Failed(e.to_string())),
+            None => Ok(String::new()),
+        }
+    }
+
+    async fn report_event(&self, kind: String, body: String) -> Result<String, KioskError> {
+        let (fields, retention) = event_fields(&kind, &body)?;
+        let outbox = self.shared.outbox.clone();
+        let entry = tokio::task::spawn_blocking(move || {
+            let mut o = outbox
+                .lock()
+                .map_err(|_| KioskError::Failed("outbox unavailable".into()))?;
+            o.push(Up::Events, retention, now_ms(), |h| {
+                let mut m = fields;
+                m.insert("v".into(), serde_json::json!(kiosk_protocol::V1));
+                m.insert("id".into(), serde_json::json!(h.id));
+                m.insert("seq".into(), serde_json::json!(h.seq));
+                m.insert("at_ms".into(), serde_json::json!(h.at_ms));
+                m.insert("kind".into(), serde_json::json!(kind));
+                serde_json::to_vec(&m)
+            })
+            .map_err(|e| KioskError::Failed(e.to_string()))
+        })
+        .await
+        .map_err(|e| KioskError::Failed(e.to_string()))??;
+        self.shared.wake_link();
+        Ok(entry.id.as_str().to_string())
+    }
+
+    #[zbus(signal)]
+    pub async fn config_changed(
+        emitter: &SignalEmitter<'_>,
+        version: u64,
+        config: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    async fn state(&self) -> String {
+        self.shared.snapshot().state
+    }
+
+    #[zbus(property)]
+    async fn activation_code(&self) -> String {
+        self.shared.snapshot().activation_code
+    }
+
+    #[zbus(property)]
+    async fn device_id(&self) -> String {
+        self.shared.snapshot().device_id
+    }
+
+    #[zbus(property)]
+    async fn connected(&self) -> bool {
+        self.shared.snapshot().connected
+    }
+
+    #[zbus(property)]
+    async fn config_version(&self) -> u64 {
+        self.shared.snapshot().config_version
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Tells property watchers that the status may have changed.
+pub async fn notify(conn: &zbus::Connection) {
+    let Ok(iface) = conn.object_server().interface::<_, SyncService>(PATH).await else {
+        return;
+    };
+    let emitter = iface.signal_emitter();
+    let service = iface.get().await;
+    let _ = service.state_changed(emitter).await;
+    let _ = service.activation_code_changed(emitter).await;
+    let _ = service.device_id_changed(emitter).await;
+    let _ = service.connected_changed(emitter).await;
+    let _ = service.config_version_changed(emitter).await;
+}
+
+/// Emits `ConfigChanged`.
+pub async fn config_changed(conn: &zbus::Connection, version: u64, config: &str) {
+    if let Ok(iface) = conn.object_server().interface::<_, SyncService>(PATH).await {
+        if let Err(e) = SyncService::config_changed(iface.signal_emitter(), version, config).await {
+            tracing::warn!(error = %e, "could not emit ConfigChanged");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_from_other_services_are_checked() {
+        let (f, r) = event_fields("call_record", r#"{"outcome":"answered"}"#).unwrap();
+        assert_eq!((f.len(), r), (1, Retention::Keep));
+        assert_eq!(
+            event_fields("diagnostic", "{}").unwrap().1,
+            Retention::Droppable
+        );
+        for (kind, body) in [
+            ("Call", "{}"),
+            ("", "{}"),
+            ("a-b", "{}"),
+            ("ok", "[1]"),
+            ("ok", "{"),
+            ("ok", r#"{"seq": 4}"#),
+        ] {
+            assert!(event_fields(kind, body).is_err(), "{kind} {body}");
+        }
+        let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(MAX_EVENT_BYTES));
+        assert!(event_fields("ok", &big).is_err());
+    }
+}
