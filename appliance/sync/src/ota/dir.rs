@@ -35,18 +35,14 @@ use embedded_svc::io::{ErrorKind, ErrorType};
 use embedded_svc::ota::{FirmwareInfo, Ota, OtaUpdate, OtaUpdateFinished, Slot, SlotState};
 use serde::{Deserialize, Serialize};
 
-use super::durable::{self, PartFile};
+use super::durable::{self, FileError, PartFile};
 use super::{bounded, BoxError, OtaSlots, RebootHook};
 
 /// A directory-slot operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DirSlotsError {
-    #[error("{operation} {path}: {source}")]
-    Io {
-        operation: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error(
@@ -70,20 +66,11 @@ pub enum DirSlotsError {
 impl embedded_svc::io::Error for DirSlotsError {
     fn kind(&self) -> ErrorKind {
         match self {
-            DirSlotsError::Io { source, .. } => source.kind().into(),
+            DirSlotsError::File(e) => e.source.kind().into(),
             DirSlotsError::Corrupt { .. } => ErrorKind::InvalidData,
             DirSlotsError::Unsupported => ErrorKind::Unsupported,
             _ => ErrorKind::Other,
         }
-    }
-}
-
-fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DirSlotsError {
-    let path = path.to_path_buf();
-    move |source| DirSlotsError::Io {
-        operation,
-        path,
-        source,
     }
 }
 
@@ -236,8 +223,7 @@ impl Layout {
     /// Makes the slot directories and a first `boot.json` when missing.
     fn ensure(&self) -> Result<(), DirSlotsError> {
         for slot in [SlotId::A, SlotId::B] {
-            let dir = self.slot_dir(slot);
-            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+            durable::create_dir(&self.slot_dir(slot))?;
         }
         let path = self.boot_state();
         if !path.exists() {
@@ -248,7 +234,7 @@ impl Layout {
 
     fn load(&self) -> Result<BootState, DirSlotsError> {
         let path = self.boot_state();
-        let bytes = std::fs::read(&path).map_err(io_error("read", &path))?;
+        let bytes = durable::read(&path)?;
         serde_json::from_slice(&bytes).map_err(|e| DirSlotsError::Corrupt {
             path,
             reason: e.to_string(),
@@ -261,12 +247,12 @@ impl Layout {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        durable::write_atomic(&path, &bytes).map_err(io_error("write", &path))
+        Ok(durable::write_atomic(&path, &bytes)?)
     }
 
     fn running_slot(&self) -> Result<SlotId, DirSlotsError> {
         let path = self.running();
-        let text = std::fs::read_to_string(&path).map_err(io_error("read", &path))?;
+        let text = String::from_utf8_lossy(&durable::read(&path)?).into_owned();
         SlotId::parse(&text).ok_or_else(|| DirSlotsError::Corrupt {
             path,
             reason: format!("{:?} is not a slot (a or b)", text.trim()),
@@ -275,10 +261,8 @@ impl Layout {
 
     fn firmware_of(&self, slot: SlotId) -> Result<Option<FirmwareInfo>, DirSlotsError> {
         let path = self.firmware(slot);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("read", &path)(e)),
+        let Some(bytes) = durable::read_if_present(&path)? else {
+            return Ok(None);
         };
         let file: FirmwareFile =
             serde_json::from_slice(&bytes).map_err(|e| DirSlotsError::Corrupt {
@@ -326,7 +310,7 @@ impl DirSlots {
             let part = layout.part(slot);
             if part.exists() {
                 tracing::warn!(path = %part.display(), "removing a partial image left by an interrupted update");
-                durable::remove_if_present(&part).map_err(io_error("remove", &part))?;
+                durable::remove_if_present(&part)?;
             }
         }
         tracing::debug!(root = %layout.root.display(), running = %running.letter(), "directory slots open");
@@ -358,8 +342,7 @@ impl DirSlots {
         // The try is used up before the slot runs, so a hang or crash in it falls back.
         layout.store(&state)?;
         let running = layout.running();
-        durable::write_atomic(&running, &[chosen.letter() as u8, b'\n'])
-            .map_err(io_error("write", &running))?;
+        durable::write_atomic(&running, &[chosen.letter() as u8, b'\n'])?;
         tracing::info!(slot = %chosen.letter(), trial = state.on_trial == Some(chosen), "boot slot chosen");
         Ok(chosen.letter())
     }
@@ -378,8 +361,7 @@ impl DirSlots {
             });
         }
         let target = running.other();
-        let path = self.layout.part(target);
-        let part = PartFile::create(path.clone()).map_err(io_error("create", &path))?;
+        let part = PartFile::create(self.layout.part(target))?;
         tracing::info!(slot = %target.letter(), version = firmware.as_ref().map(|f| f.version.as_str()), "writing update into slot");
         Ok(DirUpdate {
             slots: self,
@@ -493,8 +475,7 @@ impl OtaSlots for DirSlots {
     }
 
     fn free_space(&self) -> Result<u64, Self::Error> {
-        let dir = self.layout.slots();
-        durable::free_space(&dir).map_err(io_error("measure free space of", &dir))
+        Ok(durable::free_space(&self.layout.slots())?)
     }
 }
 
@@ -513,13 +494,11 @@ impl ErrorType for DirUpdate<'_> {
 
 impl embedded_svc::io::Write for DirUpdate<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        let path = self.part.path().to_path_buf();
-        self.part.write(buf).map_err(io_error("write", &path))
+        Ok(self.part.write(buf)?)
     }
 
     fn flush(&mut self) -> Result<(), Self::Error> {
-        let path = self.part.path().to_path_buf();
-        self.part.flush().map_err(io_error("flush", &path))
+        Ok(self.part.flush()?)
     }
 }
 
@@ -539,10 +518,7 @@ impl<'a> OtaUpdate for DirUpdate<'a> {
         }
         layout.store(&state)?;
 
-        let image = layout.image(target);
-        self.part
-            .commit(&image)
-            .map_err(io_error("move in", &image))?;
+        self.part.commit(&layout.image(target))?;
         let firmware_path = layout.firmware(target);
         match &self.firmware {
             Some(info) => {
@@ -552,11 +528,9 @@ impl<'a> OtaUpdate for DirUpdate<'a> {
                         reason: e.to_string(),
                     }
                 })?;
-                durable::write_atomic(&firmware_path, &bytes)
-                    .map_err(io_error("write", &firmware_path))?;
+                durable::write_atomic(&firmware_path, &bytes)?;
             }
-            None => durable::remove_if_present(&firmware_path)
-                .map_err(io_error("remove", &firmware_path))?,
+            None => durable::remove_if_present(&firmware_path)?,
         }
         state.set(target, SlotState::Unverified);
         layout.store(&state)?;
@@ -572,8 +546,7 @@ impl<'a> OtaUpdate for DirUpdate<'a> {
     }
 
     fn abort(self) -> Result<(), Self::Error> {
-        let path = self.part.path().to_path_buf();
-        self.part.discard().map_err(io_error("remove", &path))?;
+        self.part.discard()?;
         tracing::info!(slot = %self.target.letter(), "update aborted; slot unchanged");
         Ok(())
     }
@@ -643,7 +616,7 @@ mod tests {
         let unbooted = tempfile::tempdir().unwrap();
         assert!(matches!(
             DirSlots::open(unbooted.path(), Box::new(|| Ok(()))),
-            Err(DirSlotsError::Io { .. })
+            Err(DirSlotsError::File(_))
         ));
         let (_dir, slots, _) = booted();
         let running = slots.get_running_slot().unwrap();

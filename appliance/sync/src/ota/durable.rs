@@ -3,26 +3,69 @@
 //!
 //! Both survive a power cut at any point: a replaced file is written to a temporary file in the
 //! same directory, synced, renamed over the old one, and the directory is synced so that the
-//! rename itself is on disk.
+//! rename itself is on disk. Every failure is a [`FileError`] naming the file and what was done.
 
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// A file operation of a slot backend failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} {path}: {source}")]
+pub struct FileError {
+    pub operation: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl FileError {
+    /// `operation` on `path` failed with the error given to the returned closure.
+    pub(crate) fn at(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| FileError {
+            operation,
+            path,
+            source,
+        }
+    }
+}
+
+/// The content of `path`.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(FileError::at("read", path))
+}
+
+/// The content of `path`, or `None` when there is no such file.
+pub(crate) fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileError::at("read", path)(e)),
+    }
+}
+
+/// Makes `dir` and its parents when missing.
+pub(crate) fn create_dir(dir: &Path) -> Result<(), FileError> {
+    std::fs::create_dir_all(dir).map_err(FileError::at("create", dir))
+}
+
 /// Replaces `path` with `bytes` atomically (temporary file, fsync, rename, fsync of the
 /// directory).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     let tmp = sibling(path, ".tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    sync_parent(path)
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        sync_parent(path)
+    };
+    write().map_err(FileError::at("write", path))
 }
 
 /// Syncs the directory holding `path`, so that a rename or removal in it is durable.
-pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
+fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
         _ => File::open(".")?.sync_all(),
@@ -30,16 +73,17 @@ pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
 }
 
 /// Removes `path` if it exists; a file that is already gone is not an error.
-pub(crate) fn remove_if_present(path: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_if_present(path: &Path) -> Result<(), FileError> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(FileError::at("remove", path)(e)),
         _ => Ok(()),
     }
 }
 
 /// Bytes available to an unprivileged writer on the filesystem holding `dir`.
-pub(crate) fn free_space(dir: &Path) -> std::io::Result<u64> {
-    let stat = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+pub(crate) fn free_space(dir: &Path) -> Result<u64, FileError> {
+    let stat = rustix::fs::statvfs(dir)
+        .map_err(|e| FileError::at("measure free space of", dir)(e.into()))?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
@@ -60,50 +104,47 @@ pub(crate) struct PartFile {
 
 impl PartFile {
     /// Creates (or truncates a stale) partial file.
-    pub(crate) fn create(path: PathBuf) -> std::io::Result<Self> {
-        let file = File::create(&path)?;
+    pub(crate) fn create(path: PathBuf) -> Result<Self, FileError> {
+        let file = File::create(&path).map_err(FileError::at("create", &path))?;
         Ok(PartFile {
             path,
             file: Some(file),
         })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.file.as_mut() {
+    pub(crate) fn write(&mut self, buf: &[u8]) -> Result<usize, FileError> {
+        let written = match self.file.as_mut() {
             Some(f) => f.write(buf),
             None => Err(std::io::Error::other("partial file already closed")),
-        }
+        };
+        written.map_err(FileError::at("write", &self.path))
     }
 
-    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<(), FileError> {
         match self.file.as_mut() {
-            Some(f) => f.flush(),
+            Some(f) => f.flush().map_err(FileError::at("flush", &self.path)),
             None => Ok(()),
         }
     }
 
     /// Syncs the received bytes to disk and moves the file to `to` (replacing what was there).
-    pub(crate) fn commit(mut self, to: &Path) -> std::io::Result<()> {
+    pub(crate) fn commit(mut self, to: &Path) -> Result<(), FileError> {
         if let Some(file) = self.file.take() {
-            file.sync_all()?;
+            file.sync_all().map_err(FileError::at("sync", &self.path))?;
         }
         if let Err(e) = std::fs::rename(&self.path, to) {
             // Not moved: still ours to remove.
             let _ = std::fs::remove_file(&self.path);
-            return Err(e);
+            return Err(FileError::at("move in", to)(e));
         }
-        sync_parent(to)
+        sync_parent(to).map_err(FileError::at("sync the directory of", to))
     }
 
     /// Removes the partial file.
-    pub(crate) fn discard(mut self) -> std::io::Result<()> {
+    pub(crate) fn discard(mut self) -> Result<(), FileError> {
         self.file = None;
         remove_if_present(&self.path)?;
-        sync_parent(&self.path)
+        sync_parent(&self.path).map_err(FileError::at("sync the directory of", &self.path))
     }
 }
 
@@ -111,7 +152,7 @@ impl Drop for PartFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             if let Err(e) = remove_if_present(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not remove an abandoned partial update file");
+                tracing::warn!(error = %e, "could not remove an abandoned partial update file");
             }
         }
     }

@@ -456,26 +456,28 @@ mod tests {
     }
 
     #[test]
-    fn the_daemon_can_spawn_installs_and_verdicts() {
+    fn the_daemon_can_spawn_installs_and_verdicts_with_either_backend() {
         // Type-checked, never run: both futures may go to `tokio::spawn`.
         fn spawnable<T: Send + 'static>(_: T) {}
-        type Slots = Arc<Mutex<super::super::DirSlots>>;
-        let _ = |slots: Slots,
-                 request: &'static UpdateRequest,
-                 http: &'static reqwest::Client,
-                 progress: std::sync::mpsc::Sender<u64>| {
+        fn spawn_both<O>(
+            slots: Arc<Mutex<O>>,
+            request: &'static UpdateRequest,
+            http: &'static reqwest::Client,
+            progress: std::sync::mpsc::Sender<u64>,
+        ) where
+            O: OtaSlots + Send + 'static,
+            O::Error: Send + Sync + 'static,
+        {
+            let every = std::time::Duration::from_secs(1);
+            let verdict =
+                super::super::confirm_after_boot(slots.clone(), || async { true }, every, every);
+            spawnable(verdict);
             spawnable(install(slots, request, http, move |received, _| {
                 let _ = progress.send(received);
-            }))
-        };
-        let _ = |slots: Slots, every: std::time::Duration| {
-            spawnable(super::super::confirm_after_boot(
-                slots,
-                || async { true },
-                every,
-                every,
-            ))
-        };
+            }));
+        }
+        let _ = spawn_both::<super::super::DirSlots>;
+        let _ = spawn_both::<super::super::RaucSlots>;
     }
 
     #[test]

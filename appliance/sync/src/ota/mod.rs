@@ -5,9 +5,16 @@
 //! size). The kiosk must write it into the slot it is not running from, boot it once, and keep
 //! it only if the kiosk is healthy on it; anything else must leave the running system as it
 //! was. The `embedded-svc` traits are the seam between that procedure and the thing that owns
-//! the slots. [`DirSlots`] (`dir`) is two directories and a `boot.json`, for the QEMU
-//! development image and for tests, with the semantics of an A/B bootloader (try once, fall
-//! back unless confirmed).
+//! the slots:
+//!
+//! - [`RaucSlots`] (`rauc`): RAUC over its D-Bus API, on shop hardware. RAUC and the bootloader
+//!   own the slots; the bundle is downloaded to a file and handed to RAUC.
+//! - [`DirSlots`] (`dir`): two directories and a `boot.json`, for the QEMU development image
+//!   and for tests, with the semantics of an A/B bootloader (try once, fall back unless
+//!   confirmed).
+//!
+//! [`RaucSlots::available`] says which one to use: RAUC where its name is on the system bus,
+//! the directory slots otherwise.
 //!
 //! The procedure: [`install`] checks the request (https only, size within
 //! [`UpdateSettings::max_size`] and the free space), streams the download into the update slot
@@ -36,9 +43,12 @@ use kiosk_protocol::command::Action;
 pub mod dir;
 mod durable;
 mod fetch;
+pub mod rauc;
 
 pub use dir::{DirSlots, DirSlotsError};
+pub use durable::FileError;
 pub use fetch::install;
+pub use rauc::{RaucError, RaucSettings, RaucSlots};
 
 /// An error from a reboot hook or a slot backend, boxed to cross threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
