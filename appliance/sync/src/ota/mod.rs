@@ -1,5 +1,5 @@
 //! Over-the-air updates into the other slot of an A/B system, through the `embedded-svc` OTA
-//! traits ([`Ota`], [`OtaUpdate`](embedded_svc::ota::OtaUpdate)).
+//! traits ([`Ota`], [`OtaUpdate`]).
 //!
 //! Why it exists: an `update` command from the cloud names a bundle (URL, SHA-256, version,
 //! size). The kiosk must write it into the slot it is not running from, boot it once, and keep
