@@ -7,13 +7,16 @@
 //!
 //! Main types today: [`outbox::SqliteOutbox`] (the durable, ordered, bounded queue),
 //! [`backoff::Backoff`] (full-jitter reconnect delays), [`link::Link`] (the MQTT driver),
-//! [`enroll`] (device key, CSR, provisioning) and [`desired`] (deciding, keeping and reporting
-//! the desired config).
+//! [`enroll`] (device key, CSR, provisioning), [`desired`] (deciding, keeping and reporting
+//! the desired config) and [`ota`] (over-the-air updates into the other A/B slot through the
+//! `embedded-svc` OTA traits: download, verify, install, confirm or roll back after the
+//! reboot).
 //!
 //! Threads and tasks: the link runs one tokio task that owns the rumqttc event loop; outbox
 //! reads and writes are short SQLite calls made from that task and from producers through a
-//! mutex (never held across an await). The daemon that ties these together, commands
-//! (systemd/logind over zbus), OTA and the `org.kioskcall.Sync1` D-Bus service come next.
+//! mutex (never held across an await). OTA calls into its blocking slot backend only from
+//! tokio's blocking pool. The daemon that ties these together, commands (systemd/logind over
+//! zbus) and the `org.kioskcall.Sync1` D-Bus service come next.
 
 pub mod backoff;
 pub mod daemon;
@@ -21,6 +24,7 @@ pub mod desired;
 pub mod enroll;
 pub mod identity;
 pub mod link;
+pub mod ota;
 pub mod outbox;
 pub mod service;
 pub mod settings;
