@@ -15,6 +15,7 @@ use kiosk_protocol::provision::ProvisionResult;
 use reqwest::Method;
 use serde_json::json;
 use tenantd::fleet::broker::BrokerSettings;
+use tenantd::fleet::FleetBroker;
 use tenantd::tenancy::Role;
 
 /// A cloud with the managed broker, an org "shop" with an admin and a site, and one kiosk
@@ -39,7 +40,8 @@ async fn enrolled() -> Enrolled {
         ..BrokerSettings::default()
     };
     let ports = settings.clone();
-    let cloud = TestCloud::start_with(move |c| c.fleet = Some(settings)).await;
+    let cloud =
+        TestCloud::start_with(move |c| c.fleet = Some(FleetBroker::Managed(settings))).await;
     let root = cloud.login_root().await;
 
     // The platform makes a claim certificate for a batch of images.
