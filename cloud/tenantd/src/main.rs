@@ -159,7 +159,10 @@ impl ServeArgs {
     /// The checks clap cannot express: the external broker's flags go with `mqtts://` only,
     /// and all three files are required with it.
     fn check(&self) -> Result<(), clap::Error> {
-        let mut cmd = Cli::command();
+        let mut cli = Cli::command();
+        cli.build();
+        let mut serve = cli.find_subcommand("serve").cloned().unwrap_or(cli);
+        let mut error = |kind, message: String| serve.error(kind, message);
         let given: Vec<&str> = [
             ("--broker-ca", self.broker_ca.is_some()),
             ("--service-cert", self.service_cert.is_some()),
@@ -183,7 +186,7 @@ impl ServeArgs {
                 if missing.is_empty() {
                     Ok(())
                 } else {
-                    Err(cmd.error(
+                    Err(error(
                         ErrorKind::MissingRequiredArgument,
                         format!(
                             "--broker {url} needs --broker-ca FILE, --service-cert FILE and \
@@ -195,7 +198,7 @@ impl ServeArgs {
             }
             BrokerChoice::Managed | BrokerChoice::None => match given.first() {
                 None => Ok(()),
-                Some(flag) => Err(cmd.error(
+                Some(flag) => Err(error(
                     ErrorKind::ArgumentConflict,
                     format!(
                         "{flag} is for an external broker: use it with --broker mqtts://HOST[:PORT]"
