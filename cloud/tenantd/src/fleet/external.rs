@@ -336,7 +336,8 @@ impl BrokerAdmin {
 
     /// Cuts a revoked device off: bans its client id (so it cannot connect again before the
     /// broker has the new CRL), then kicks its connection. A ban that exists already and a
-    /// client that is not connected are not errors.
+    /// client that is not connected are not errors. `client_id` is a device id (`a-z`, `0-9`,
+    /// `-`), so it goes into the URL's path as it is.
     pub async fn cut_off(&self, client_id: &str) -> Result<(), AdminError> {
         let until =
             jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + BAN_DAYS * 24 * 3600)
@@ -501,5 +502,64 @@ mod tests {
         std::fs::write(&key_file, "ops-key:s3cret\n").unwrap();
         let admin = BrokerAdmin::load(admin_url, &key_file, &ca).unwrap();
         assert!(!format!("{admin:?}").contains("s3cret"));
+    }
+
+    /// An admin API answering each call with the next of `statuses`.
+    async fn admin_answering(statuses: Vec<u16>) -> (BrokerAdmin, tempfile::TempDir) {
+        use axum::http::StatusCode;
+        let statuses = std::sync::Arc::new(std::sync::Mutex::new(statuses.into_iter()));
+        let answer = move || {
+            let next = statuses.lock().unwrap().next().unwrap_or(500);
+            async move { (StatusCode::from_u16(next).unwrap(), "{\"code\":\"X\"}") }
+        };
+        let app = axum::Router::new()
+            .route("/api/v5/banned", axum::routing::post(answer.clone()))
+            .route("/api/v5/clients/{id}", axum::routing::delete(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (f, _pki) = fixture("svc-tenantd");
+        let key_file = f.files.server_ca.with_file_name("admin.key");
+        std::fs::write(&key_file, "k:s").unwrap();
+        let ca = std::fs::read_to_string(&f.files.server_ca).unwrap();
+        let url: AdminUrl = format!("http://127.0.0.1:{port}").parse().unwrap();
+        let admin = BrokerAdmin::load(url, &key_file, &ca).unwrap();
+        (admin, f._dir)
+    }
+
+    #[tokio::test]
+    async fn a_ban_that_exists_and_a_client_not_connected_are_fine() {
+        let (admin, _dir) = admin_answering(vec![409, 404]).await;
+        admin.cut_off("kiosk-abc").await.unwrap();
+        let (admin, _dir) = admin_answering(vec![200, 204]).await;
+        admin.cut_off("kiosk-abc").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_the_call_and_the_answer() {
+        let (admin, _dir) = admin_answering(vec![401]).await;
+        let e = admin.cut_off("kiosk-abc").await.unwrap_err().to_string();
+        assert!(
+            e.starts_with("POST http://127.0.0.1:") && e.contains("/api/v5/banned answered 401"),
+            "{e}"
+        );
+        let (admin, _dir) = admin_answering(vec![200, 500]).await;
+        let e = admin.cut_off("kiosk-abc").await.unwrap_err().to_string();
+        assert!(
+            e.contains("DELETE") && e.contains("/api/v5/clients/kiosk-abc answered 500"),
+            "{e}"
+        );
+        // Nobody listening: the request itself fails, with its cause.
+        let url: AdminUrl = "http://127.0.0.1:9".parse().unwrap();
+        let unreachable = BrokerAdmin { url, ..admin };
+        let e = unreachable
+            .cut_off("kiosk-abc")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("POST http://127.0.0.1:9/api/v5/banned: "),
+            "{e}"
+        );
     }
 }
