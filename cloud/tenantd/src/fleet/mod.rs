@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::store::{By, SqliteStore, StoreError};
+use crate::store::{By, CrlCa, SqliteStore, StoreError};
 use crate::tenancy::OrgScope;
 use broker::{BrokerError, BrokerSettings, ManagedBroker};
 use crl::CrlPublisher;
@@ -98,9 +98,8 @@ impl Fleet {
         let (stop, stop_rx) = watch::channel(false);
         let (backend, link_settings) = match broker {
             FleetBroker::Managed(settings) => {
-                let (device, n) =
-                    store.blocking(|db| db.crl_inputs(crate::store::CrlCa::Device))?;
-                let (claim, _) = store.blocking(|db| db.crl_inputs(crate::store::CrlCa::Claim))?;
+                let (device, n) = store.blocking(|db| db.crl_inputs(CrlCa::Device))?;
+                let (claim, _) = store.blocking(|db| db.crl_inputs(CrlCa::Claim))?;
                 let files = broker::write_files(data_dir, &settings, &pki, &device, &claim, n)?;
                 let managed = ManagedBroker::start(settings.clone(), files.clone()).await?;
                 let link = LinkSettings::managed(&files, settings.service_listen)
