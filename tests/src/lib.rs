@@ -9,6 +9,7 @@ use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use tenantd::auth::password::{HashCost, Password};
 use tenantd::fleet::broker::BrokerSettings;
+use tenantd::fleet::FleetBroker;
 use tenantd::{ServeConfig, Server};
 
 pub const ROOT_EMAIL: &str = "ops@platform.example";
@@ -58,7 +59,7 @@ impl Cloud {
             ..BrokerSettings::default()
         };
         let mut config = ServeConfig::new(&data, SocketAddr::from(([127, 0, 0, 1], 0)));
-        config.fleet = Some(broker.clone());
+        config.fleet = Some(FleetBroker::Managed(broker.clone()));
         let server = Server::start(config).await.unwrap();
         let ca = std::fs::read(server.ca_file.as_ref().unwrap()).unwrap();
         let client = Client::builder()

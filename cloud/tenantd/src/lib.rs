@@ -13,6 +13,10 @@
 //! and argon2 work run on tokio's blocking pool, argon2 bounded by a semaphore, so request
 //! tasks never block. [`Server::shutdown`] stops accepting and lets requests in flight finish.
 //!
+//! The fleet's broker is configuration ([`fleet::FleetBroker`]): tenantd runs a managed
+//! mosquitto, or connects to an operator's MQTT 5 broker (EMQX or another) at a `mqtts://` URL,
+//! or runs without one.
+//!
 //! Limits today: one SQLite writer (see [`store`]); throttling and the hash semaphore are per
 //! process, so several replicas each throttle on their own.
 
@@ -76,6 +80,8 @@ pub enum Error {
     Shutdown(std::io::Error),
     #[error("fleet: {0}")]
     Fleet(#[from] fleet::FleetError),
+    #[error(transparent)]
+    External(#[from] fleet::external::ExternalError),
     #[error("invalid {what}: {message}")]
     Invalid { what: &'static str, message: String },
 }
@@ -89,8 +95,12 @@ pub struct ServeConfig {
     pub hash_cost: HashCost,
     pub sessions: SessionPolicy,
     pub throttle: ThrottlePolicy,
-    /// The managed MQTT broker and fleet link; `None` serves the API and console only.
-    pub fleet: Option<fleet::broker::BrokerSettings>,
+    /// The fleet's broker (managed or external) and link; `None` serves the API and console
+    /// only.
+    pub fleet: Option<fleet::FleetBroker>,
+    /// Where brokers fetch the CRLs, named in the device and claim certificates issued from now
+    /// on; `None` names no distribution point.
+    pub crl_base_url: Option<fleet::urls::CrlBaseUrl>,
 }
 
 impl ServeConfig {
@@ -106,6 +116,7 @@ impl ServeConfig {
             sessions: SessionPolicy::default(),
             throttle: ThrottlePolicy::default(),
             fleet: None,
+            crl_base_url: None,
         }
     }
 }
@@ -150,14 +161,23 @@ impl Server {
     /// Opens the store, loads or makes the certificate, and starts serving HTTPS.
     pub async fn start(config: ServeConfig) -> Result<Server, Error> {
         let store = open_existing(&config.data_dir)?;
-        let pki = Arc::new(fleet::pki::FleetPki::open(&config.data_dir)?);
+        let pki = Arc::new(
+            fleet::pki::FleetPki::open(&config.data_dir)?
+                .with_crl_base(config.crl_base_url.as_ref()),
+        );
+        let crls = Arc::new(fleet::crl::CrlPublisher::open(
+            &config.data_dir,
+            store.clone(),
+            pki.clone(),
+        )?);
         let fleet = match &config.fleet {
-            Some(settings) => Some(Arc::new(
+            Some(broker) => Some(Arc::new(
                 fleet::Fleet::start(
                     &config.data_dir,
                     store.clone(),
                     pki.clone(),
-                    settings.clone(),
+                    crls.clone(),
+                    broker.clone(),
                 )
                 .await?,
             )),
@@ -175,6 +195,7 @@ impl Server {
             started: Instant::now(),
             fleet: fleet.clone(),
             pki,
+            crls,
             data_dir: config.data_dir.clone(),
         };
         let app = app(state);
@@ -250,14 +271,30 @@ pub async fn run(
         );
     }
     if let Some(f) = &server.fleet {
-        println!(
-            "tenantd: MQTT for kiosks on {} (enrolled) and {} (provisioning); cloud link on {}",
-            f.settings.device_listen, f.settings.provision_listen, f.settings.service_listen
-        );
+        if let Some(s) = f.managed_settings() {
+            println!(
+                "tenantd: MQTT for kiosks on {} (enrolled) and {} (provisioning); cloud link on {}",
+                s.device_listen, s.provision_listen, s.service_listen
+            );
+        }
+        if let Some(e) = f.external() {
+            println!(
+                "tenantd: external broker {}; cloud link as {}",
+                e.url, e.client_id
+            );
+        }
     }
     shutdown.await;
     tracing::info!("shutting down");
     server.shutdown().await.map_err(Error::Shutdown)
+}
+
+/// Writes what an external broker's operator needs into `out`: the CA certificates, the
+/// current CRLs, a new service certificate and key for tenantd, and the ACLs. Never a CA key.
+pub fn export_broker_files(data_dir: &Path, out: &Path) -> Result<fleet::export::Exported, Error> {
+    let store = open_existing(data_dir)?;
+    let pki = fleet::pki::FleetPki::open(data_dir)?;
+    Ok(fleet::export::export_broker_files(out, &store, &pki)?)
 }
 
 /// Creates the first super admin. With no password given, one is generated and returned.

@@ -109,6 +109,14 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
     add(Method::GET, "/api/v1/health", EVERYONE, T::None, no_body);
     add(
         Method::GET,
+        "/pki/v1/device.crl",
+        EVERYONE,
+        T::None,
+        no_body,
+    );
+    add(Method::GET, "/pki/v1/claim.crl", EVERYONE, T::None, no_body);
+    add(
+        Method::GET,
         "/api/v1/openapi.json",
         EVERYONE,
         T::None,

@@ -9,13 +9,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::mqtt::{self, answer, client, free_ports, try_client, Claim};
+use common::mqtt::{self, client, free_ports, next_on, try_client};
 use common::TestCloud;
-use kiosk_protocol::provision::ProvisionResult;
 use reqwest::Method;
 use serde_json::json;
 use tenantd::fleet::broker::BrokerSettings;
-use tenantd::tenancy::Role;
+use tenantd::fleet::FleetBroker;
 
 /// A cloud with the managed broker, an org "shop" with an admin and a site, and one kiosk
 /// enrolled over MQTT with a claim batch and an enrollment token made through the API.
@@ -39,68 +38,18 @@ async fn enrolled() -> Enrolled {
         ..BrokerSettings::default()
     };
     let ports = settings.clone();
-    let cloud = TestCloud::start_with(move |c| c.fleet = Some(settings)).await;
-    let root = cloud.login_root().await;
-
-    // The platform makes a claim certificate for a batch of images.
-    let (status, batch) = cloud
-        .call(
-            Method::POST,
-            "/api/v1/claim-batches",
-            &root,
-            Some(json!({ "name": "lyon-2026", "note": "first run" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{batch}");
-    let (claim_cert, claim_key, server_ca) = (
-        batch["certificate_pem"].as_str().unwrap().to_string(),
-        batch["key_pem"].as_str().unwrap().to_string(),
-        batch["server_ca_pem"].as_str().unwrap().to_string(),
-    );
-    assert!(server_ca.contains("BEGIN CERTIFICATE"));
-
-    // An org admin makes an enrollment token for a site.
-    let org = cloud.create_org(&root, "shop").await;
-    let admin = cloud.staff(&org, "boss@shop.example", Role::OrgAdmin).await;
-    let site = cloud.add_site(&org, "Lyon");
-    let (status, token) = cloud
-        .call(
-            Method::POST,
-            "/api/v1/orgs/shop/enrollment-tokens",
-            &admin,
-            Some(json!({ "site_id": site, "uses": 1 })),
-        )
-        .await;
-    assert_eq!(status, 201, "{token}");
-    let secret = token["secret"].as_str().unwrap().to_string();
-    assert!(secret.starts_with("ket_"));
-
-    // The kiosk enrolls over MQTT.
-    let claim = Claim {
-        port: ports.provision_listen.port(),
-        ca_pem: &server_ca,
-        cert_pem: &claim_cert,
-        key_pem: &claim_key,
-        cn: "claim-lyon-2026",
-    };
-    let (key, mut answers, _c) = mqtt::provision(&claim, "req-1", Some(secret)).await;
-    let ProvisionResult::Certificate {
-        device_id,
-        certificate_pem,
-        ..
-    } = answer(&mut answers, "req-1").await
-    else {
-        panic!("expected a certificate")
-    };
+    let cloud =
+        TestCloud::start_with(move |c| c.fleet = Some(FleetBroker::Managed(settings))).await;
+    let kiosk = cloud.enroll_kiosk(ports.provision_listen.port()).await;
     Enrolled {
         cloud,
         ports,
-        admin,
-        site,
-        device_id,
-        certificate_pem,
-        key_pem: key.serialize_pem(),
-        server_ca,
+        admin: kiosk.admin,
+        site: kiosk.site,
+        device_id: kiosk.device_id,
+        certificate_pem: kiosk.certificate_pem,
+        key_pem: kiosk.key_pem,
+        server_ca: kiosk.server_ca,
     }
 }
 
@@ -202,47 +151,10 @@ async fn a_connected_device_is_revoked_within_a_minute_and_stays_out() {
     e.cloud.server.unwrap().shutdown().await.unwrap();
 }
 
-/// The next message on `topic`, within the wait.
-async fn next_on(
-    incoming: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    topic: &str,
-) -> Vec<u8> {
-    tokio::time::timeout(mqtt::WAIT, async {
-        loop {
-            let (t, payload) = incoming.recv().await.expect("connection open");
-            if t == topic {
-                return payload;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("nothing on {topic}"))
-}
-
-/// Waits until `check` holds for the JSON at `path`.
-async fn eventually(
-    cloud: &TestCloud,
-    cred: &common::Cred,
-    path: &str,
-    check: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    tokio::time::timeout(mqtt::WAIT, async {
-        loop {
-            let (status, body) = cloud.call(Method::GET, path, cred, None).await;
-            if status == 200 && check(&body) {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{path} never matched"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
     use kiosk_protocol::command::{Command, CommandResult, Outcome};
-    use kiosk_protocol::config::{ConfigOutcome, DesiredConfig, Reported};
+    use kiosk_protocol::config::DesiredConfig;
     use kiosk_protocol::{MessageId, UpHeader, Version};
     use rumqttc::v5::mqttbytes::QoS;
 
@@ -293,26 +205,18 @@ async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
     assert_eq!(desired.validate(), Ok(()));
 
     // The device reports what it applied.
-    let reported = Reported {
-        v: Version::CURRENT,
-        header: UpHeader {
-            id: MessageId::parse("rep-00000001").unwrap(),
-            seq: 1,
-            at_ms: 0,
-        },
-        in_force: Some(1),
-        outcome: ConfigOutcome::Applied { version: 1 },
-    };
     device
         .publish(
             format!("kiosk/v1/{d}/up/reported"),
             QoS::AtLeastOnce,
             false,
-            serde_json::to_vec(&reported).unwrap(),
+            mqtt::applied_report(1, 1),
         )
         .await
         .unwrap();
-    let shown = eventually(cloud, admin, &config_path, |b| b["reported_version"] == 1).await;
+    let shown = cloud
+        .eventually(admin, &config_path, |b| b["reported_version"] == 1)
+        .await;
     assert_eq!(shown["settings"]["default_language"], "fr");
     assert_eq!(shown["history"].as_array().unwrap().len(), 1);
 
@@ -353,10 +257,11 @@ async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
         )
         .await
         .unwrap();
-    let listed = eventually(cloud, admin, &commands_path, |b| {
-        b["commands"][0]["state"] == "succeeded"
-    })
-    .await;
+    let listed = cloud
+        .eventually(admin, &commands_path, |b| {
+            b["commands"][0]["state"] == "succeeded"
+        })
+        .await;
     assert_eq!(
         listed["commands"][0]["detail"],
         "kiosk-media.service restarted"

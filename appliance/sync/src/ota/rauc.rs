@@ -47,7 +47,7 @@ trait Installer {
     fn install_bundle(
         &self,
         source: &str,
-        args: HashMap<&str, zbus::zvariant::Value<'_>>,
+        args: HashMap<&str, zvariant::Value<'_>>,
     ) -> zbus::Result<()>;
 
     fn mark(&self, state: &str, slot_identifier: &str) -> zbus::Result<(String, String)>;

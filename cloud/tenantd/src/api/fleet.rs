@@ -1,9 +1,9 @@
 //! Fleet routes: claim batches (platform), enrollment tokens, devices, activation-code claims
-//! and revocation (organization).
+//! and revocation (organization), and the CRLs (public).
 
 use axum::extract::{RawPathParams, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -13,7 +13,7 @@ use crate::auth::tokens;
 use crate::error::ApiError;
 use crate::fleet::pki::CLAIM_CERT_DAYS;
 use crate::fleet::service;
-use crate::store::{By, StoreError};
+use crate::store::{By, CrlCa, StoreError};
 
 /// Enrollment-token secrets carry this prefix.
 const ENROLLMENT_TOKEN_PREFIX: &str = "ket_";
@@ -59,11 +59,17 @@ pub async fn create_claim_batch(
         .store
         .run(move |db| db.create_claim_batch(&by, &cn2, &note, &serial, not_after))
         .await?;
-    // The local CA signs the broker's certificate; make sure it exists even when HTTPS uses an
-    // operator's certificate.
-    let local =
-        crate::tls::LocalCa::open(&state.data_dir.join("tls")).map_err(ApiError::internal)?;
-    let server_ca = std::fs::read_to_string(local.pem_path()).map_err(ApiError::internal)?;
+    // Kiosks trust the CA of the broker they dial: an external broker's (`--broker-ca`), or
+    // the local CA, which signs the managed broker's certificate; make sure it exists even
+    // when HTTPS uses an operator's certificate.
+    let server_ca = match state.fleet.as_ref().and_then(|f| f.external()) {
+        Some(external) => external.server_ca_pem.clone(),
+        None => {
+            let local = crate::tls::LocalCa::open(&state.data_dir.join("tls"))
+                .map_err(ApiError::internal)?;
+            std::fs::read_to_string(local.pem_path()).map_err(ApiError::internal)?
+        }
+    };
     Ok(json_with(
         StatusCode::CREATED,
         json!({ "batch": batch, "certificate_pem": issued.certificate_pem, "key_pem": key_pem,
@@ -224,8 +230,8 @@ pub async fn claim_device(
     ))
 }
 
-/// `POST /orgs/{org}/devices/{device}/revoke`: the certificates go on the CRL and the broker
-/// restarts to load it, dropping the device's connection.
+/// `POST /orgs/{org}/devices/{device}/revoke`: the certificates go on the CRLs; the managed
+/// broker restarts to load them, an external one is asked to cut the device off.
 pub async fn revoke_device(
     State(state): State<AppState>,
     Scope(scope, p): Scope,
@@ -241,12 +247,16 @@ pub async fn revoke_device(
                 crate::fleet::FleetError::Store(s) => ApiError::from(s),
                 other => ApiError::internal(other),
             })?,
-        // The CRL is written from the store when the broker next starts.
+        // No broker: the CRLs are kept current all the same, for the next one.
         None => {
-            state
+            let serials = state
                 .store
                 .run(move |db| db.revoke_device(&scope, &by, &id))
-                .await?
+                .await?;
+            if !serials.is_empty() {
+                state.crls.refresh().await.map_err(ApiError::internal)?;
+            }
+            serials
         }
     };
     Ok(json_with(
@@ -441,4 +451,27 @@ pub async fn send_device_command(
         StatusCode::CREATED,
         json!({ "id": command_id, "state": "sent", "command": command }),
     ))
+}
+
+/// A CRL as brokers fetch it: PEM (EMQX reads PEM when it refreshes its cache), never cached
+/// by intermediaries, so a revocation is visible at the next fetch.
+fn crl_response(pem: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        pem,
+    )
+        .into_response()
+}
+
+/// `GET /pki/v1/device.crl`: the device CA's current CRL.
+pub async fn device_crl(State(state): State<AppState>) -> Response {
+    crl_response(state.crls.published(CrlCa::Device))
+}
+
+/// `GET /pki/v1/claim.crl`: the claim CA's current CRL.
+pub async fn claim_crl(State(state): State<AppState>) -> Response {
+    crl_response(state.crls.published(CrlCa::Claim))
 }

@@ -3,7 +3,8 @@
 //! [`route_table`] is the single list of routes: each [`RouteSpec`] names its method, path,
 //! [`Access`] rule and handler. The router is built from it (with [`gate`] in front of every
 //! handler), the OpenAPI document is generated from it, and the access-matrix test walks it, so
-//! a route cannot exist without a rule, a document entry and a test.
+//! a route cannot exist without a rule, a document entry and a test. Besides `/api/v1`, the
+//! table holds the public CRLs under `/pki/v1`.
 
 mod auth;
 mod extract;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The fleet's CAs (present even when no broker runs).
     pub pki: Arc<crate::fleet::pki::FleetPki>,
+    /// The CRLs, kept current and served in every broker mode.
+    pub crls: Arc<crate::fleet::crl::CrlPublisher>,
     /// The data directory.
     pub data_dir: std::path::PathBuf,
 }
@@ -156,6 +159,22 @@ pub fn route_table() -> Vec<RouteSpec> {
             OK,
             "This API's OpenAPI document",
             openapi::document,
+        ),
+        route(
+            M::GET,
+            "/pki/v1/device.crl",
+            Public,
+            OK,
+            "The device CA's current CRL (PEM), for brokers",
+            fleet::device_crl,
+        ),
+        route(
+            M::GET,
+            "/pki/v1/claim.crl",
+            Public,
+            OK,
+            "The claim CA's current CRL (PEM), for brokers",
+            fleet::claim_crl,
         ),
         route(
             M::POST,

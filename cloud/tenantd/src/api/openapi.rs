@@ -45,6 +45,12 @@ fn request_body(method: &Method, path: &str) -> Option<&'static str> {
     })
 }
 
+/// The media type of a route's successful answer, when it is not JSON.
+fn success_media(path: &str) -> Option<&'static str> {
+    path.starts_with("/pki/")
+        .then_some("application/x-pem-file")
+}
+
 fn access_text(access: Access) -> String {
     let roles =
         |rs: &[crate::tenancy::Role]| rs.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
@@ -184,6 +190,10 @@ pub fn build() -> Value {
         });
         if spec.access == Access::Public {
             op["security"] = json!([]);
+        }
+        if let Some(media) = success_media(spec.path) {
+            op["responses"][spec.success.as_str()]["content"] =
+                json!({ media: { "schema": { "type": "string" } } });
         }
         let params: Vec<Value> = ["org", "id", "device"]
             .iter()

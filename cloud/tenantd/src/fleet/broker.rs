@@ -166,11 +166,18 @@ impl BrokerFiles {
     }
 }
 
+/// First line of the ACL files tenantd writes for its managed broker.
+const MANAGED_HEADER: &str = "# Written by tenantd at every start; edits are lost.\n";
+
 /// The ACL of the device listener: patterns only, so it never needs a per-device entry.
 pub fn device_acl() -> String {
+    format!("{MANAGED_HEADER}{}", device_acl_rules())
+}
+
+/// The device listener's rules, without a header.
+pub fn device_acl_rules() -> String {
     format!(
-        "# Written by tenantd at every start; edits are lost.\n\
-         # Devices (CN = device id): their own up/status topics, their own down topics.\n\
+        "# Devices (CN = device id): their own up/status topics, their own down topics.\n\
          pattern write {up}\n\
          pattern write {status}\n\
          pattern read {down}\n",
@@ -182,9 +189,13 @@ pub fn device_acl() -> String {
 
 /// The ACL of the provisioning listener: a claim identity's own request/response pair.
 pub fn provision_acl() -> String {
+    format!("{MANAGED_HEADER}{}", provision_acl_rules())
+}
+
+/// The provisioning listener's rules, without a header.
+pub fn provision_acl_rules() -> String {
     format!(
-        "# Written by tenantd at every start; edits are lost.\n\
-         # Claim identities (CN = claim-<batch>): their own provisioning pair, nothing else.\n\
+        "# Claim identities (CN = claim-<batch>): their own provisioning pair, nothing else.\n\
          pattern write {request}\n\
          pattern read {response}\n",
         request = acl::CLAIM_WRITE_REQUEST,
@@ -195,9 +206,13 @@ pub fn provision_acl() -> String {
 /// The ACL of the service listener: the cloud reads and writes every device and provisioning
 /// topic; nobody else is accepted there.
 pub fn service_acl() -> String {
+    format!("{MANAGED_HEADER}{}", service_acl_rules())
+}
+
+/// The service listener's rules, without a header.
+pub fn service_acl_rules() -> String {
     format!(
-        "# Written by tenantd at every start; edits are lost.\n\
-         user {SERVICE_IDENTITY}\n\
+        "user {SERVICE_IDENTITY}\n\
          topic readwrite kiosk/v1/#\n\
          topic readwrite provision/v1/#\n"
     )

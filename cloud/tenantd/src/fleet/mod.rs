@@ -1,16 +1,28 @@
 //! The fleet: device identities and the MQTT link to kiosks.
 //!
 //! - [`pki`]: the three certificate authorities (device, claim, service) and their CRLs.
+//! - [`crl`]: the CRLs as tenantd keeps them current, on disk and as it serves them.
 //! - [`broker`]: the managed mosquitto (configuration, listeners, supervision).
+//! - [`external`]: an operator's broker instead (EMQX or another MQTT 5 broker), and its
+//!   admin API; [`export`]: the files its operator needs; [`urls`]: the URLs they take.
 //! - [`service`]: the cloud's MQTT client: provisioning and exactly-once ingestion.
 //! - [`renewal`]: rotate commands for certificates past two thirds of their life.
-//! - [`Fleet`]: the three together, as `tenantd serve` runs them.
+//! - [`Fleet`]: the link and its broker together, as `tenantd serve` runs them.
+//!
+//! The broker is configuration ([`FleetBroker`]): the link, provisioning, configs, commands
+//! and ingestion are the same with either; what differs is who runs the broker and how a
+//! revocation reaches a connected device (a restart of the managed broker, or a ban and a
+//! kick through the external broker's admin API).
 
 pub mod broker;
 pub mod config;
+pub mod crl;
+pub mod export;
+pub mod external;
 pub mod pki;
 pub mod renewal;
 pub mod service;
+pub mod urls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +32,9 @@ use tokio::sync::watch;
 
 use crate::store::{By, CrlCa, SqliteStore, StoreError};
 use crate::tenancy::OrgScope;
-use broker::{BrokerError, BrokerFiles, BrokerSettings, ManagedBroker};
+use broker::{BrokerError, BrokerSettings, ManagedBroker};
+use crl::CrlPublisher;
+use external::{BrokerAdmin, ExternalBroker};
 use pki::FleetPki;
 use service::{FleetLink, LinkSettings};
 
@@ -35,52 +49,88 @@ pub enum FleetError {
     Store(#[from] StoreError),
     #[error("fleet link: {0}")]
     Link(String),
+    #[error("CRL signing stopped: {0}")]
+    CrlTask(String),
 }
 
-/// The running fleet: PKI, the managed broker and the cloud's MQTT link.
+/// Which broker the fleet uses.
+#[derive(Debug, Clone)]
+pub enum FleetBroker {
+    /// tenantd writes mosquitto's configuration under `DATA/broker/`, starts and supervises it.
+    Managed(BrokerSettings),
+    /// An MQTT 5 broker run by the operator, reached at a `mqtts://` URL.
+    External(ExternalBroker),
+}
+
+/// How the fleet reaches its broker, beyond the link.
+#[derive(Debug)]
+enum Backend {
+    Managed {
+        broker: ManagedBroker,
+        settings: BrokerSettings,
+    },
+    External {
+        broker: ExternalBroker,
+    },
+}
+
+/// The running fleet: PKI, the broker (managed or external) and the cloud's MQTT link.
 #[derive(Debug)]
 pub struct Fleet {
     pub pki: Arc<FleetPki>,
     pub link: FleetLink,
-    pub settings: BrokerSettings,
     store: SqliteStore,
-    files: BrokerFiles,
-    broker: ManagedBroker,
+    crls: Arc<CrlPublisher>,
+    backend: Backend,
     stop: watch::Sender<bool>,
     data_dir: PathBuf,
 }
 
-fn crl_files(store: &SqliteStore, files: &BrokerFiles, pki: &FleetPki) -> Result<(), FleetError> {
-    let (device, n_device) = store.blocking(|db| db.crl_inputs(CrlCa::Device))?;
-    let (claim, n_claim) = store.blocking(|db| db.crl_inputs(CrlCa::Claim))?;
-    broker::write_crl(files, pki, &device, &claim, n_device.max(n_claim))?;
-    Ok(())
-}
-
 impl Fleet {
-    /// Writes the broker's files, starts mosquitto and connects the cloud's link.
+    /// Managed: writes the broker's files, starts mosquitto and connects the cloud's link.
+    /// External: connects the link to the broker's URL; nothing is written for a broker and
+    /// no process is started.
     pub async fn start(
         data_dir: &Path,
         store: SqliteStore,
         pki: Arc<FleetPki>,
-        settings: BrokerSettings,
+        crls: Arc<CrlPublisher>,
+        broker: FleetBroker,
     ) -> Result<Fleet, FleetError> {
-        let (device, n) = store.blocking(|db| db.crl_inputs(CrlCa::Device))?;
-        let (claim, _) = store.blocking(|db| db.crl_inputs(CrlCa::Claim))?;
-        let files = broker::write_files(data_dir, &settings, &pki, &device, &claim, n)?;
-        let broker = ManagedBroker::start(settings.clone(), files.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
-        let link_settings = LinkSettings::managed(&files, settings.service_listen)
-            .map_err(|e| FleetError::Link(e.to_string()))?;
+        let (backend, link_settings) = match broker {
+            FleetBroker::Managed(settings) => {
+                let (device, n) = store.blocking(|db| db.crl_inputs(CrlCa::Device))?;
+                let (claim, _) = store.blocking(|db| db.crl_inputs(CrlCa::Claim))?;
+                let files = broker::write_files(data_dir, &settings, &pki, &device, &claim, n)?;
+                let managed = ManagedBroker::start(settings.clone(), files.clone()).await?;
+                let link = LinkSettings::managed(&files, settings.service_listen)
+                    .map_err(|e| FleetError::Link(e.to_string()))?;
+                let backend = Backend::Managed {
+                    broker: managed,
+                    settings,
+                };
+                (backend, link)
+            }
+            FleetBroker::External(external) => {
+                tracing::info!(
+                    broker = %external.url,
+                    client_id = %external.client_id,
+                    admin = external.admin.as_ref().map(|a| a.url().to_string()),
+                    "using an external broker"
+                );
+                let link = external.link_settings();
+                (Backend::External { broker: external }, link)
+            }
+        };
         let link = FleetLink::start(link_settings, store.clone(), pki.clone(), stop_rx.clone())
             .map_err(FleetError::Link)?;
         let fleet = Fleet {
             pki,
             link,
-            settings,
             store,
-            files,
-            broker,
+            crls,
+            backend,
             stop,
             data_dir: data_dir.to_path_buf(),
         };
@@ -90,25 +140,43 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Re-signs the CRLs once a day if they are older than the re-sign age, and restarts the
-    /// broker to load them.
+    /// The managed broker's settings, when tenantd runs the broker.
+    pub fn managed_settings(&self) -> Option<&BrokerSettings> {
+        match &self.backend {
+            Backend::Managed { settings, .. } => Some(settings),
+            Backend::External { .. } => None,
+        }
+    }
+
+    /// The external broker, when the operator runs it.
+    pub fn external(&self) -> Option<&ExternalBroker> {
+        match &self.backend {
+            Backend::Managed { .. } => None,
+            Backend::External { broker } => Some(broker),
+        }
+    }
+
+    /// Re-signs the CRLs once a day if they are older than the re-sign age; the managed broker
+    /// restarts to load them (an external one fetches them when its cache refreshes).
     fn spawn_crl_refresh(&self, mut stop: watch::Receiver<bool>) {
-        let (store, files, pki) = (self.store.clone(), self.files.clone(), self.pki.clone());
-        let restart = self.broker.restart_handle();
+        let crls = self.crls.clone();
+        let restart = match &self.backend {
+            Backend::Managed { broker, .. } => Some(broker.restart_handle()),
+            Backend::External { .. } => None,
+        };
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
                 }
-                let age = std::fs::metadata(files.device_crl())
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .unwrap_or(Duration::MAX);
-                if age > Duration::from_secs(pki::CRL_RESIGN_AFTER_DAYS * 24 * 3600) {
-                    match crl_files(&store, &files, &pki) {
-                        Ok(()) => restart.notify_one(),
+                if crls.age() > Duration::from_secs(pki::CRL_RESIGN_AFTER_DAYS * 24 * 3600) {
+                    match crls.refresh().await {
+                        Ok(()) => {
+                            if let Some(restart) = &restart {
+                                restart.notify_one();
+                            }
+                        }
                         Err(e) => tracing::error!(error = %e, "could not re-sign the CRLs"),
                     }
                 }
@@ -155,29 +223,49 @@ impl Fleet {
         });
     }
 
-    /// Revokes a device: its certificates go on the CRL, and the broker restarts to load it,
-    /// which also drops the device's connection (its reconnect then fails).
+    /// Revokes a device: its certificates go on the CRLs. The managed broker restarts to load
+    /// them, which also drops the device's connection (its reconnect then fails). With an
+    /// external broker, its admin API (when configured) bans the device's client id and kicks
+    /// its connection, in the background, retrying for about a minute.
     pub async fn revoke_device(
         &self,
         scope: OrgScope,
         by: By,
         device_id: String,
     ) -> Result<Vec<String>, FleetError> {
+        let id = device_id.clone();
         let serials = self
             .store
-            .run(move |db| db.revoke_device(&scope, &by, &device_id))
+            .run(move |db| db.revoke_device(&scope, &by, &id))
             .await?;
-        if !serials.is_empty() {
-            crl_files(&self.store, &self.files, &self.pki)?;
-            self.broker.restart();
+        if serials.is_empty() {
+            return Ok(serials);
+        }
+        self.crls.refresh().await?;
+        match &self.backend {
+            Backend::Managed { broker, .. } => broker.restart(),
+            Backend::External { broker } => match &broker.admin {
+                Some(admin) => spawn_cut_off(admin.clone(), device_id),
+                None => tracing::warn!(
+                    device = %device_id,
+                    "device revoked; the external broker keeps its connection until the operator \
+                     cuts it off (no --broker-admin-url)"
+                ),
+            },
         }
         Ok(serials)
     }
 
     /// Restarts the managed broker (what a CRL change does); sessions and queued messages
-    /// persist across it.
+    /// persist across it. An external broker is the operator's to restart.
     pub fn restart_broker(&self) {
-        self.broker.restart();
+        match &self.backend {
+            Backend::Managed { broker, .. } => broker.restart(),
+            Backend::External { broker } => tracing::warn!(
+                broker = %broker.url,
+                "the broker is external; restart it where it runs"
+            ),
+        }
     }
 
     /// The data dir this fleet keeps its files in.
@@ -185,15 +273,39 @@ impl Fleet {
         &self.data_dir
     }
 
-    /// The broker's files.
-    pub fn files(&self) -> &BrokerFiles {
-        &self.files
-    }
-
-    /// Disconnects the link and stops the broker.
+    /// Disconnects the link and stops the managed broker.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        self.broker.stop().await;
+        if let Backend::Managed { broker, .. } = &self.backend {
+            broker.stop().await;
+        }
     }
+}
+
+/// Attempts to cut a revoked device off at the external broker.
+const CUT_OFF_ATTEMPTS: u32 = 6;
+
+/// Bans and kicks a revoked device through the external broker's admin API, retrying with
+/// doubling delays (1 s to 16 s, about a minute with the requests' own time-outs).
+fn spawn_cut_off(admin: BrokerAdmin, device_id: String) {
+    tokio::spawn(async move {
+        for attempt in 1..=CUT_OFF_ATTEMPTS {
+            match admin.cut_off(&device_id).await {
+                Ok(()) => {
+                    tracing::info!(device = %device_id, attempt, "revoked device cut off at the external broker");
+                    return;
+                }
+                Err(e) if attempt < CUT_OFF_ATTEMPTS => {
+                    tracing::warn!(device = %device_id, attempt, error = %e, "could not cut the revoked device off at the external broker; trying again");
+                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                }
+                Err(e) => tracing::error!(
+                    device = %device_id,
+                    error = %e,
+                    "could not cut the revoked device off at the external broker: ban its client id and kick it there by hand"
+                ),
+            }
+        }
+    });
 }

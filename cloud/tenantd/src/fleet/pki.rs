@@ -10,19 +10,25 @@
 //! - the **service CA** signs the cloud's own MQTT identity, CN = `svc-<name>`, accepted only on
 //!   the broker's internal listener.
 //!
-//! Each CA publishes a CRL; revoked serials come from the store. Keys are files of mode 0600
-//! (a TPM or HSM seam can replace [`Ca`] later without changing its callers).
+//! The device and claim CAs each sign a CRL; revoked serials come from the store. When a CRL
+//! base URL is set ([`FleetPki::with_crl_base`]), the certificates they issue name where their
+//! CRL is published (the CRL Distribution Points extension), and the published CRL names the
+//! same place as its Issuing Distribution Point, which brokers that fetch CRLs themselves
+//! (EMQX) need. Keys are files of mode 0600 (a TPM or HSM seam can replace [`Ca`] later
+//! without changing its callers).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams,
-    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    CertificateSigningRequestParams, CrlDistributionPoint, CrlIssuingDistributionPoint, CrlScope,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevokedCertParams, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
+use super::urls::CrlBaseUrl;
 use crate::tls::{write_private, TlsError};
 
 /// Life of a device certificate.
@@ -81,6 +87,8 @@ pub struct Ca {
     /// The CA certificate exactly as stored: what clients and the broker trust.
     pem: String,
     pem_path: PathBuf,
+    /// Where this CA's CRL is published, named in what it issues (device and claim CAs only).
+    crl_url: Option<String>,
 }
 
 fn random_serial() -> (SerialNumber, String) {
@@ -103,6 +111,7 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("kind", &self.kind)
             .field("pem_path", &self.pem_path)
+            .field("crl_url", &self.crl_url)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +148,7 @@ impl Ca {
                 key,
                 pem,
                 pem_path,
+                crl_url: None,
             });
         }
         let key = KeyPair::generate()?;
@@ -161,6 +171,7 @@ impl Ca {
             key,
             pem,
             pem_path,
+            crl_url: None,
         })
     }
 
@@ -177,12 +188,23 @@ impl Ca {
         &self.pem_path
     }
 
+    /// Where this CA's CRL is published, when a CRL base URL is set.
+    pub fn crl_url(&self) -> Option<&str> {
+        self.crl_url.as_deref()
+    }
+
     fn leaf_params(
+        &self,
         cn: &str,
         days: i64,
         eku: ExtendedKeyUsagePurpose,
     ) -> (CertificateParams, String, i64) {
         let mut params = CertificateParams::default();
+        if let Some(url) = &self.crl_url {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
         params.distinguished_name = dn(cn);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -202,7 +224,7 @@ impl Ca {
     pub fn sign_csr(&self, csr_pem: &str, cn: &str, days: i64) -> Result<Issued, TlsError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let (params, serial, not_after_unix) =
-            Self::leaf_params(cn, days, ExtendedKeyUsagePurpose::ClientAuth);
+            self.leaf_params(cn, days, ExtendedKeyUsagePurpose::ClientAuth);
         let csr = CertificateSigningRequestParams {
             params,
             public_key: csr.public_key,
@@ -230,7 +252,7 @@ impl Ca {
     pub fn issue_with_key(&self, cn: &str, days: i64) -> Result<(Issued, String), TlsError> {
         let key = KeyPair::generate()?;
         let (params, serial, not_after_unix) =
-            Self::leaf_params(cn, days, ExtendedKeyUsagePurpose::ClientAuth);
+            self.leaf_params(cn, days, ExtendedKeyUsagePurpose::ClientAuth);
         let cert = params.signed_by(&key, &self.issuer, &self.key)?;
         Ok((
             Issued {
@@ -242,8 +264,30 @@ impl Ca {
         ))
     }
 
-    /// A CRL listing `revoked` (serial hex, revocation time), valid for [`CRL_DAYS`].
+    /// A CRL listing `revoked` (serial hex, revocation time), valid for [`CRL_DAYS`], without an
+    /// Issuing Distribution Point: it covers every certificate of this CA, also those issued
+    /// before a CRL base URL was set, so it is the form for brokers that load CRL files.
     pub fn crl(&self, revoked: &[(String, i64)], crl_number: u64) -> Result<String, TlsError> {
+        self.sign_crl(revoked, crl_number, None)
+    }
+
+    /// The CRL as published at [`Ca::crl_url`]: the same list, naming that URL as its Issuing
+    /// Distribution Point when one is set (brokers that fetch CRLs from the certificates'
+    /// distribution points check that the two match). Without a URL, the same as [`Ca::crl`].
+    pub fn published_crl(
+        &self,
+        revoked: &[(String, i64)],
+        crl_number: u64,
+    ) -> Result<String, TlsError> {
+        self.sign_crl(revoked, crl_number, self.crl_url.as_deref())
+    }
+
+    fn sign_crl(
+        &self,
+        revoked: &[(String, i64)],
+        crl_number: u64,
+        distribution_point: Option<&str>,
+    ) -> Result<String, TlsError> {
         let now = OffsetDateTime::now_utc();
         let revoked_certs = revoked
             .iter()
@@ -261,7 +305,12 @@ impl Ca {
             this_update: now - Duration::minutes(5),
             next_update: now + Duration::days(CRL_DAYS),
             crl_number: SerialNumber::from(crl_number),
-            issuing_distribution_point: None,
+            issuing_distribution_point: distribution_point.map(|url| CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint {
+                    uris: vec![url.to_string()],
+                },
+                scope: Some(CrlScope::UserCertsOnly),
+            }),
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         };
@@ -292,6 +341,15 @@ impl FleetPki {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Names where the device and claim CAs' CRLs are published (`BASE/device.crl`,
+    /// `BASE/claim.crl`) in every certificate they issue from now on. The service CA keeps
+    /// none: it has no CRL.
+    pub fn with_crl_base(mut self, base: Option<&CrlBaseUrl>) -> FleetPki {
+        self.device.crl_url = base.map(CrlBaseUrl::device);
+        self.claim.crl_url = base.map(CrlBaseUrl::claim);
+        self
     }
 }
 
@@ -367,5 +425,98 @@ mod tests {
             .crl(&[(issued.serial.clone(), 1_800_000_000)], 1)
             .unwrap();
         assert!(crl.starts_with("-----BEGIN X509 CRL-----"));
+    }
+
+    /// The URIs of a certificate's CRL Distribution Points extension.
+    fn distribution_points(cert_pem: &str) -> Vec<String> {
+        use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let mut uris = Vec::new();
+        for ext in cert.extensions() {
+            if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+                for point in points.iter() {
+                    if let Some(DistributionPointName::FullName(names)) = &point.distribution_point
+                    {
+                        for name in names {
+                            if let GeneralName::URI(uri) = name {
+                                uris.push(uri.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        uris
+    }
+
+    /// A CRL's Issuing Distribution Point URI, and the serials it lists (hex).
+    fn crl_contents(crl_pem: &str) -> (Option<String>, Vec<String>) {
+        use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+        let (_, pem) = x509_parser::pem::parse_x509_pem(crl_pem.as_bytes()).unwrap();
+        let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).unwrap();
+        let idp = crl
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::IssuingDistributionPoint(idp) => {
+                    assert!(idp.only_contains_user_certs);
+                    match &idp.distribution_point {
+                        Some(DistributionPointName::FullName(names)) => {
+                            names.iter().find_map(|n| match n {
+                                GeneralName::URI(uri) => Some(uri.to_string()),
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            });
+        let serials = crl
+            .iter_revoked_certificates()
+            .map(|r| hex::encode(r.raw_serial()))
+            .collect();
+        (idp, serials)
+    }
+
+    #[test]
+    fn a_crl_base_is_named_in_issued_certificates_and_in_the_published_crl_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let base: CrlBaseUrl = "http://crl.shop.example/pki/v1".parse().unwrap();
+        let pki = FleetPki::open(dir.path())
+            .unwrap()
+            .with_crl_base(Some(&base));
+        let (csr_pem, _key) = csr();
+        let device = pki.device.sign_csr(&csr_pem, "kiosk-abc", 90).unwrap();
+        assert_eq!(
+            distribution_points(&device.certificate_pem),
+            vec!["http://crl.shop.example/pki/v1/device.crl".to_string()]
+        );
+        let (claim, _) = pki.claim.issue_with_key("claim-batch1", 10).unwrap();
+        assert_eq!(
+            distribution_points(&claim.certificate_pem),
+            vec![base.claim()]
+        );
+        let (service, _) = pki.service.issue_with_key("svc-tenantd", 10).unwrap();
+        assert!(distribution_points(&service.certificate_pem).is_empty());
+
+        let revoked = [(device.serial.clone(), 1_800_000_000)];
+        let (idp, serials) = crl_contents(&pki.device.published_crl(&revoked, 3).unwrap());
+        assert_eq!(idp, Some(base.device()));
+        assert_eq!(serials, vec![device.serial.clone()]);
+        // The file form covers every certificate of the CA, with or without a distribution point.
+        let (idp, serials) = crl_contents(&pki.device.crl(&revoked, 3).unwrap());
+        assert_eq!(idp, None);
+        assert_eq!(serials, vec![device.serial.clone()]);
+
+        // Without a base nothing names a distribution point.
+        let plain = FleetPki::open(dir.path()).unwrap();
+        let again = plain.device.sign_csr(&csr_pem, "kiosk-abd", 90).unwrap();
+        assert!(distribution_points(&again.certificate_pem).is_empty());
+        assert_eq!(
+            crl_contents(&plain.device.published_crl(&[], 1).unwrap()).0,
+            None
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! HTTPS client that trusts the CA tenantd made.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod crl;
 pub mod mqtt;
 
 use std::net::SocketAddr;
@@ -18,6 +19,12 @@ use tenantd::{ServeConfig, Server};
 pub const ROOT_EMAIL: &str = "root@platform.example";
 pub const ROOT_PASSWORD: &str = "platform owner secret 2026";
 pub const STAFF_PASSWORD: &str = "staff member secret 2026";
+
+/// A data dir with a store and its super admin, not served yet.
+pub struct Bootstrapped {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+}
 
 /// A running tenantd and what the tests need to talk to it.
 pub struct TestCloud {
@@ -43,6 +50,12 @@ impl TestCloud {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut ServeConfig)) -> TestCloud {
+        Self::serve(Self::bootstrap(), tune).await
+    }
+
+    /// A bootstrapped data dir, not served yet: for tests that prepare files (an export, an
+    /// external broker) before `serve` starts.
+    pub fn bootstrap() -> Bootstrapped {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         tenantd::bootstrap(
@@ -53,6 +66,12 @@ impl TestCloud {
             HashCost::default(),
         )
         .unwrap();
+        Bootstrapped { dir, data }
+    }
+
+    /// Serves a bootstrapped data dir.
+    pub async fn serve(prepared: Bootstrapped, tune: impl FnOnce(&mut ServeConfig)) -> TestCloud {
+        let Bootstrapped { dir, data } = prepared;
         let mut config = ServeConfig::new(&data, SocketAddr::from(([127, 0, 0, 1], 0)));
         tune(&mut config);
         let server = Server::start(config).await.unwrap();
@@ -136,6 +155,26 @@ impl TestCloud {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, json)
+    }
+
+    /// Waits until the JSON answer to `GET path` satisfies `check`, and returns it.
+    pub async fn eventually(
+        &self,
+        cred: &Cred,
+        path: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        tokio::time::timeout(mqtt::WAIT, async {
+            loop {
+                let (status, body) = self.call(Method::GET, path, cred, None).await;
+                if status == 200 && check(&body) {
+                    return body;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{path} never matched"))
     }
 
     /// Signs in and returns the session cookie value.
@@ -305,6 +344,83 @@ impl TestCloud {
             })
             .unwrap();
         code
+    }
+}
+
+/// A kiosk enrolled over MQTT, and what the API made for it.
+pub struct EnrolledKiosk {
+    pub root: Cred,
+    /// An org admin of "shop".
+    pub admin: Cred,
+    /// The site "Lyon" it is enrolled into.
+    pub site: i64,
+    /// The claim batch's `server_ca_pem`: what kiosks trust to reach the broker.
+    pub server_ca: String,
+    pub device_id: kiosk_protocol::DeviceId,
+    pub certificate_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCloud {
+    /// Through the API: a claim batch `lyon-2026` (as the super admin), an organization "shop"
+    /// with an admin and a site "Lyon", and a one-use enrollment token; then a kiosk with its
+    /// own key enrolls with them through the broker's provisioning listener on
+    /// `provision_port`.
+    pub async fn enroll_kiosk(&self, provision_port: u16) -> EnrolledKiosk {
+        use kiosk_protocol::provision::ProvisionResult;
+        let root = self.login_root().await;
+        let (status, batch) = self
+            .call(
+                Method::POST,
+                "/api/v1/claim-batches",
+                &root,
+                Some(json!({ "name": "lyon-2026", "note": "first run" })),
+            )
+            .await;
+        assert_eq!(status, 201, "{batch}");
+        let server_ca = batch["server_ca_pem"].as_str().unwrap().to_string();
+        assert!(server_ca.contains("BEGIN CERTIFICATE"));
+
+        let org = self.create_org(&root, "shop").await;
+        let admin = self.staff(&org, "boss@shop.example", Role::OrgAdmin).await;
+        let site = self.add_site(&org, "Lyon");
+        let (status, token) = self
+            .call(
+                Method::POST,
+                "/api/v1/orgs/shop/enrollment-tokens",
+                &admin,
+                Some(json!({ "site_id": site, "uses": 1 })),
+            )
+            .await;
+        assert_eq!(status, 201, "{token}");
+        let secret = token["secret"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("ket_"));
+
+        let claim = mqtt::Claim {
+            port: provision_port,
+            ca_pem: &server_ca,
+            cert_pem: batch["certificate_pem"].as_str().unwrap(),
+            key_pem: batch["key_pem"].as_str().unwrap(),
+            cn: "claim-lyon-2026",
+        };
+        let (key, mut answers, _client) = mqtt::provision(&claim, "req-1", Some(secret)).await;
+        let ProvisionResult::Certificate {
+            device_id,
+            certificate_pem,
+            ..
+        } = mqtt::answer(&mut answers, "req-1").await
+        else {
+            panic!("expected a certificate")
+        };
+        EnrolledKiosk {
+            root,
+            admin,
+            site,
+            server_ca,
+            device_id,
+            certificate_pem,
+            key_pem: key.serialize_pem(),
+        }
     }
 }
 

@@ -212,3 +212,37 @@ pub async fn answer(
     .await
     .expect("an answer in time")
 }
+
+/// The next message on `topic` among a client's incoming publishes, within the wait.
+pub async fn next_on(
+    incoming: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    topic: &str,
+) -> Vec<u8> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (t, payload) = incoming.recv().await.expect("connection open");
+            if t == topic {
+                return payload;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("nothing on {topic}"))
+}
+
+/// A device's report that it applied config `version` (message `rep-…`, sequence `seq`).
+pub fn applied_report(version: u64, seq: u64) -> Vec<u8> {
+    use kiosk_protocol::config::{ConfigOutcome, Reported};
+    use kiosk_protocol::{MessageId, UpHeader};
+    let reported = Reported {
+        v: Version::CURRENT,
+        header: UpHeader {
+            id: MessageId::parse(&format!("rep-{seq:08}")).unwrap(),
+            seq,
+            at_ms: 0,
+        },
+        in_force: Some(version),
+        outcome: ConfigOutcome::Applied { version },
+    };
+    serde_json::to_vec(&reported).unwrap()
+}
