@@ -2,6 +2,8 @@
 //! real SQLite file) on free loopback ports, and an HTTPS client that trusts its CA.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod kiosk;
+
 use std::net::{SocketAddr, TcpListener};
 
 use reqwest::header::{HeaderValue, COOKIE, SET_COOKIE};
@@ -123,5 +125,93 @@ impl Cloud {
             .unwrap()
             .1
             .to_string()
+    }
+}
+
+/// An organization `shop` with a site and a claim batch, made through the API.
+#[derive(Debug, Clone)]
+pub struct Shop {
+    /// The org admin's session.
+    pub admin: String,
+    pub site_id: i64,
+    /// The claim batch as the API returned it (certificate, key, server CA).
+    pub batch: Value,
+}
+
+impl Shop {
+    pub async fn create(cloud: &Cloud) -> Shop {
+        let root = cloud.login(ROOT_EMAIL, ROOT_PASSWORD).await;
+        let (status, batch) = cloud
+            .call(
+                Method::POST,
+                "/api/v1/claim-batches",
+                Some(&root),
+                Some(json!({ "name": "e2e" })),
+            )
+            .await;
+        assert_eq!(status, 201, "{batch}");
+        let (status, org) = cloud
+            .call(Method::POST, "/api/v1/orgs", Some(&root), Some(json!({
+                "slug": "shop", "name": "Shop", "admin_email": "boss@shop.example", "admin_name": "Boss" })))
+            .await;
+        assert_eq!(status, 201, "{org}");
+        let first = org["admin_password"].as_str().unwrap();
+        let admin = cloud.login("boss@shop.example", first).await;
+        let (status, _) = cloud
+            .call(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(&admin),
+                Some(json!({ "current_password": first, "new_password": "a private shop secret" })),
+            )
+            .await;
+        assert_eq!(status, 204);
+        let (status, site) = cloud
+            .call(Method::POST, "/api/v1/orgs/shop/sites", Some(&admin), Some(json!({
+                "name": "Lyon", "timezone": "Europe/Paris",
+                "business_hours": { "mon": [], "tue": [], "wed": [], "thu": [], "fri": [], "sat": [], "sun": [] } })))
+            .await;
+        assert_eq!(status, 201, "{site}");
+        Shop {
+            admin,
+            site_id: site["id"].as_i64().unwrap(),
+            batch,
+        }
+    }
+
+    /// A new single-use enrollment token for the site.
+    pub async fn enrollment_token(&self, cloud: &Cloud) -> String {
+        let (status, token) = cloud
+            .call(
+                Method::POST,
+                "/api/v1/orgs/shop/enrollment-tokens",
+                Some(&self.admin),
+                Some(json!({ "site_id": self.site_id })),
+            )
+            .await;
+        assert_eq!(status, 201, "{token}");
+        token["secret"].as_str().unwrap().to_string()
+    }
+
+    /// What a kiosk-sync needs to reach `cloud` with this shop's claim batch.
+    pub fn kiosk_files(&self, cloud: &Cloud) -> kiosk::KioskFiles {
+        kiosk::KioskFiles {
+            claim_cert_pem: self.batch["certificate_pem"].as_str().unwrap().into(),
+            claim_key_pem: self.batch["key_pem"].as_str().unwrap().into(),
+            server_ca_pem: self.batch["server_ca_pem"].as_str().unwrap().into(),
+            device_port: cloud.broker.device_listen.port(),
+            provision_port: cloud.broker.provision_listen.port(),
+        }
+    }
+
+    /// Calls the API as the org admin.
+    pub async fn api(
+        &self,
+        cloud: &Cloud,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        cloud.call(method, path, Some(&self.admin), body).await
     }
 }

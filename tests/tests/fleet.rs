@@ -12,10 +12,12 @@ use kiosk_protocol::Version;
 use kiosk_sync::enroll::{self, ClaimSettings, EnrollRequest, Enrolled};
 use kiosk_sync::link::{Link, LinkSettings};
 use kiosk_sync::outbox::{OutboxPolicy, Retention, SqliteOutbox};
-use kioskcall_e2e::{Cloud, ROOT_EMAIL, ROOT_PASSWORD};
-use reqwest::Method;
+use kioskcall_e2e::{Cloud, Shop};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
+
+#[path = "fleet/daemon.rs"]
+mod daemon;
 
 /// An enrolled kiosk: its device id, certificate and key.
 struct Kiosk {
@@ -26,53 +28,11 @@ struct Kiosk {
     dir: tempfile::TempDir,
 }
 
-/// Makes a claim batch, an org with a site and an enrollment token through the API, then
-/// enrolls a kiosk with kiosk-sync.
+/// Enrolls a kiosk with the kiosk-sync library and a token of a new shop.
 async fn enroll_kiosk(cloud: &Cloud) -> Kiosk {
-    let root = cloud.login(ROOT_EMAIL, ROOT_PASSWORD).await;
-    let (status, batch) = cloud
-        .call(
-            Method::POST,
-            "/api/v1/claim-batches",
-            Some(&root),
-            Some(json!({ "name": "e2e" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{batch}");
-    let (status, org) = cloud
-        .call(Method::POST, "/api/v1/orgs", Some(&root), Some(json!({
-            "slug": "shop", "name": "Shop", "admin_email": "boss@shop.example", "admin_name": "Boss" })))
-        .await;
-    assert_eq!(status, 201, "{org}");
-    let admin = cloud
-        .login("boss@shop.example", org["admin_password"].as_str().unwrap())
-        .await;
-    let (status, _) = cloud
-        .call(
-            Method::POST,
-            "/api/v1/auth/password",
-            Some(&admin),
-            Some(json!({
-            "current_password": org["admin_password"], "new_password": "a private shop secret" })),
-        )
-        .await;
-    assert_eq!(status, 204);
-    let (status, site) = cloud
-        .call(Method::POST, "/api/v1/orgs/shop/sites", Some(&admin), Some(json!({
-            "name": "Lyon", "timezone": "Europe/Paris",
-            "business_hours": { "mon": [], "tue": [], "wed": [], "thu": [], "fri": [], "sat": [], "sun": [] } })))
-        .await;
-    assert_eq!(status, 201, "{site}");
-    let (status, token) = cloud
-        .call(
-            Method::POST,
-            "/api/v1/orgs/shop/enrollment-tokens",
-            Some(&admin),
-            Some(json!({ "site_id": site["id"] })),
-        )
-        .await;
-    assert_eq!(status, 201, "{token}");
-
+    let shop = Shop::create(cloud).await;
+    let token = json!({ "secret": shop.enrollment_token(cloud).await });
+    let batch = &shop.batch;
     let dir = tempfile::tempdir().unwrap();
     let key = enroll::load_or_create_key(&dir.path().join("device.key")).unwrap();
     let server_ca = batch["server_ca_pem"].as_str().unwrap().to_string();

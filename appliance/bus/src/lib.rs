@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use zvariant::Type;
 
 pub mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use sync::{Sync1Proxy, SyncStatus};
 

@@ -249,3 +249,154 @@ fn an_activation_code_is_claimed_once_for_a_site_of_the_claiming_org() {
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].enrolled_via, "activation_code");
 }
+
+/// Enrolls `kiosk-one` with a token.
+fn enrolled_one(store: &SqliteStore, scope: &OrgScope, site: i64) {
+    let by = By::new("boss@shop.example");
+    let secret = tokens::new_api_token();
+    store
+        .blocking(|db| {
+            db.create_enrollment_token(scope, &by, site, "ket_r", &secret.digest, 1, by.now + 3600)
+        })
+        .unwrap();
+    store
+        .blocking(|db| {
+            db.enroll_with_token(
+                &secret.digest,
+                |o, s| Ok(device("kiosk-one", o, s, "7f09")),
+                by.now,
+            )
+        })
+        .unwrap()
+        .unwrap();
+}
+
+fn renew_request(n: u64, key: &rcgen::KeyPair, fingerprint: &str) -> Vec<u8> {
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    serde_json::to_vec(&kiosk_protocol::renew::RenewRequest {
+        v: kiosk_protocol::Version::CURRENT,
+        header: kiosk_protocol::UpHeader {
+            id: kiosk_protocol::MessageId::parse(&format!("renew-{n:04}")).unwrap(),
+            seq: n,
+            at_ms: 0,
+        },
+        csr_pem: csr,
+        key_fingerprint: fingerprint.to_string(),
+    })
+    .unwrap()
+}
+
+fn answer(out: &[tenantd::fleet::service::Outgoing]) -> kiosk_protocol::renew::RenewResponse {
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].topic, "kiosk/v1/kiosk-one/down/cert");
+    serde_json::from_slice(&out[0].payload).unwrap()
+}
+
+#[test]
+fn certificate_renewal_signs_once_per_request_for_the_connected_identity_and_is_bounded() {
+    use kiosk_protocol::renew::RenewResult;
+    use tenantd::fleet::service::{handle_renew, RENEW_MAX_PER_HOUR};
+
+    let (dir, store, scope, site) = setup();
+    enrolled_one(&store, &scope, site);
+    let pki = tenantd::fleet::pki::FleetPki::open(&dir.path().join("data")).unwrap();
+    let device = kiosk_protocol::DeviceId::parse("kiosk-one").unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    // The cloud and the kiosk agree on the key's fingerprint.
+    let fp = kiosk_sync_fingerprint(&key);
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    assert_eq!(pki.device.check_csr(&csr).unwrap(), fp);
+    let now = 1_800_000_000;
+
+    // Signed for the topic's device, whatever the CSR asks.
+    let first =
+        answer(&handle_renew(&store, &pki, &device, &renew_request(1, &key, &fp), now).unwrap());
+    let RenewResult::Certificate {
+        certificate_pem, ..
+    } = first.result.clone()
+    else {
+        panic!("{first:?}")
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes()).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let cn = cert.subject().iter_common_name().next().unwrap();
+    assert_eq!(cn.as_str().unwrap(), "kiosk-one");
+    // The same request again: the same certificate, no new one.
+    let again =
+        answer(&handle_renew(&store, &pki, &device, &renew_request(1, &key, &fp), now).unwrap());
+    assert_eq!(again.result, first.result);
+    // A fingerprint that is not the CSR's key is refused.
+    let wrong =
+        answer(&handle_renew(&store, &pki, &device, &renew_request(2, &key, "00"), now).unwrap());
+    assert!(
+        matches!(wrong.result, RenewResult::Rejected { .. }),
+        "{wrong:?}"
+    );
+    // At most RENEW_MAX_PER_HOUR an hour.
+    for n in 3..(2 + RENEW_MAX_PER_HOUR as u64) {
+        let a = answer(
+            &handle_renew(&store, &pki, &device, &renew_request(n, &key, &fp), now).unwrap(),
+        );
+        assert!(matches!(a.result, RenewResult::Certificate { .. }), "{a:?}");
+    }
+    let over =
+        answer(&handle_renew(&store, &pki, &device, &renew_request(99, &key, &fp), now).unwrap());
+    let RenewResult::Rejected { reason } = over.result else {
+        panic!("{over:?}")
+    };
+    assert!(reason.contains("last hour"), "{reason}");
+    // A revoked device gets nothing.
+    store
+        .blocking(|db| db.revoke_device(&scope, &By::new("boss@shop.example"), "kiosk-one"))
+        .unwrap();
+    let out = handle_renew(
+        &store,
+        &pki,
+        &device,
+        &renew_request(100, &key, &fp),
+        now + 7200,
+    )
+    .unwrap();
+    assert!(out.is_empty());
+}
+
+/// The fingerprint kiosk-sync puts in a renewal request (SHA-256 of the raw public key, first
+/// 8 bytes in hex).
+fn kiosk_sync_fingerprint(key: &rcgen::KeyPair) -> String {
+    use rcgen::PublicKeyData as _;
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(key.der_bytes())[..8])
+}
+
+#[test]
+fn rotate_commands_are_queued_once_at_two_thirds_of_a_certificates_life() {
+    use tenantd::fleet::renewal::{queue_due, RENEW_AT_FRACTION};
+
+    let (_dir, store, scope, site) = setup();
+    enrolled_one(&store, &scope, site);
+    let issued = store
+        .blocking(|db| db.devices_due_renewal(0.0, i64::MAX))
+        .unwrap()[0]
+        .1;
+    let due_at = issued + ((2_000_000_000 - issued) as f64 * RENEW_AT_FRACTION) as i64;
+    assert!(queue_due(&store, due_at - 10).unwrap().is_empty());
+    let queued = queue_due(&store, due_at).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0, "kiosk-one");
+    assert!(queued[0].1.contains("\"action\":\"rotate_certificate\""));
+    // Once queued, not again until a new certificate is issued.
+    assert!(queue_due(&store, due_at + 3600).unwrap().is_empty());
+    let commands = store
+        .blocking(|db| db.list_commands(&scope, "kiosk-one"))
+        .unwrap();
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0].created_by, "system:certificate-renewal");
+}

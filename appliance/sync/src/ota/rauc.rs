@@ -644,7 +644,6 @@ impl OtaUpdateFinished for RaucUpdateFinished<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead as _;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -652,57 +651,13 @@ mod tests {
     use zbus::object_server::SignalEmitter;
     use zbus::zvariant::Value;
 
-    /// A private bus: `dbus-daemon` with a config of its own, stopped on drop.
-    struct PrivateBus {
-        daemon: std::process::Child,
-        address: String,
-        _dir: tempfile::TempDir,
+    use kiosk_bus::testing::PrivateBus;
+
+    trait HasRauc {
+        async fn has_rauc(&self) -> bool;
     }
 
-    impl PrivateBus {
-        fn start() -> PrivateBus {
-            let dir = tempfile::tempdir().unwrap();
-            let config = dir.path().join("bus.conf");
-            let socket = dir.path().join("bus");
-            std::fs::write(
-                &config,
-                format!(
-                    r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>"#,
-                    socket.display()
-                ),
-            )
-            .unwrap();
-            let mut daemon = std::process::Command::new("dbus-daemon")
-                .arg(format!("--config-file={}", config.display()))
-                .args(["--nofork", "--print-address=1"])
-                .stdout(std::process::Stdio::piped())
-                // It complains that it may not raise its fd limit; nothing else goes there.
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("dbus-daemon is installed");
-            let mut address = String::new();
-            std::io::BufReader::new(daemon.stdout.take().unwrap())
-                .read_line(&mut address)
-                .unwrap();
-            assert!(!address.trim().is_empty(), "dbus-daemon printed no address");
-            PrivateBus {
-                daemon,
-                address: address.trim().to_string(),
-                _dir: dir,
-            }
-        }
-
+    impl HasRauc for PrivateBus {
         /// Whether RAUC is on this bus, asked from a blocking thread.
         async fn has_rauc(&self) -> bool {
             let address = self.address.clone();
@@ -715,13 +670,6 @@ mod tests {
             })
             .await
             .unwrap()
-        }
-    }
-
-    impl Drop for PrivateBus {
-        fn drop(&mut self) {
-            let _ = self.daemon.kill();
-            let _ = self.daemon.wait();
         }
     }
 
@@ -935,7 +883,7 @@ mod tests {
 
     impl Setup {
         async fn start() -> Setup {
-            let bus = PrivateBus::start();
+            let bus = PrivateBus::start().unwrap();
             let fake = FakeRauc::new();
             let server = zbus::connection::Builder::address(bus.address.as_str())
                 .unwrap()
@@ -1021,7 +969,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rauc_is_found_only_where_its_name_is_on_the_bus() {
-        assert!(!PrivateBus::start().has_rauc().await);
+        assert!(!PrivateBus::start().unwrap().has_rauc().await);
         assert!(Setup::start().await.bus.has_rauc().await);
     }
 

@@ -291,9 +291,10 @@ pub fn handle_provision(
     )])
 }
 
-/// A device may renew its certificate at most this often (a new request within this time of
-/// the last certificate is refused; a repeated request gets its certificate again).
-pub const RENEW_MIN_INTERVAL_S: i64 = 60;
+/// A device may renew its certificate at most this many times an hour (more is refused, so a
+/// faulty or stolen device cannot mint certificates without end; a repeated request gets its
+/// certificate again and does not count).
+pub const RENEW_MAX_PER_HOUR: u32 = 3;
 
 /// Answers a certificate renewal request from an enrolled device: signs the CSR for the
 /// identity the device connected with (the topic's device id, which the broker's ACL ties to
@@ -339,13 +340,10 @@ pub fn handle_renew(
         Ok(_) => return refuse("the key fingerprint does not match the CSR".into()),
         Err(e) => return refuse(format!("the request is not a valid CSR: {e}")),
     }
-    if let Some(last) = store.blocking(|db| db.last_cert_issued(id))? {
-        if now - last < RENEW_MIN_INTERVAL_S {
-            return refuse(format!(
-                "a certificate was issued {} s ago; renew at most every {RENEW_MIN_INTERVAL_S} s",
-                now - last
-            ));
-        }
+    if store.blocking(|db| db.renewals_since(id, now - 3600))? >= RENEW_MAX_PER_HOUR {
+        return refuse(format!(
+            "{RENEW_MAX_PER_HOUR} certificates were issued to this device in the last hour; try later"
+        ));
     }
     let issued = match pki.device.sign_csr(&request.csr_pem, id, DEVICE_CERT_DAYS) {
         Ok(i) => i,

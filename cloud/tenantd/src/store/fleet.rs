@@ -470,11 +470,12 @@ impl Db<'_> {
             .optional()?)
     }
 
-    /// When the newest certificate of a device was issued (Unix seconds).
-    pub fn last_cert_issued(&mut self, device_id: &str) -> Result<Option<i64>, StoreError> {
+    /// How many renewed certificates a device got since `since` (Unix seconds).
+    pub fn renewals_since(&mut self, device_id: &str, since: i64) -> Result<u32, StoreError> {
         Ok(self.conn.query_row(
-            "SELECT MAX(issued_at) FROM device_certs WHERE device_id = ?1",
-            [device_id],
+            "SELECT COUNT(*) FROM device_certs
+             WHERE device_id = ?1 AND renew_request IS NOT NULL AND issued_at >= ?2",
+            params![device_id, since],
             |r| r.get(0),
         )?)
     }
