@@ -54,8 +54,8 @@ pub struct KioskSync {
 }
 
 impl KioskSync {
-    /// Writes the configuration; `start` runs it.
-    pub fn new(files: &KioskFiles, bus: &Bus, extra: &str) -> KioskSync {
+    /// Writes the configuration; `start` runs it. `ota` is the body of the `[ota]` section.
+    pub fn new(files: &KioskFiles, bus: &Bus, ota: &str) -> KioskSync {
         let dir = tempfile::tempdir().unwrap();
         let etc = dir.path().join("etc");
         std::fs::create_dir(&etc).unwrap();
@@ -74,7 +74,7 @@ impl KioskSync {
 board = "qemu"
 serial = "QEMU-E2E"
 firmware = "2026.11.0"
-{extra}
+
 [cloud]
 host = "localhost"
 port = {port}
@@ -86,7 +86,7 @@ cert = "{cert}"
 key = "{key}"
 
 [ota]
-backend = "none"
+{ota}
 "#,
                 state = dir.path().join("state").display(),
                 port = files.device_port,

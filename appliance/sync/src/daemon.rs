@@ -11,6 +11,7 @@
 //! when called from D-Bus methods.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,9 +29,11 @@ use crate::desired::{decide, report, system_timezone, ConfigStore, Decision};
 use crate::enroll::{self, ClaimSettings, EnrollError, EnrollRequest, Enrolled};
 use crate::identity::{write_atomic, Files, Identity};
 use crate::link::{Inbound, Link, LinkSettings};
+use crate::ota::{UpdateRequest, Verification};
 use crate::outbox::{OutboxPolicy, Retention, SqliteOutbox};
 use crate::service::{self, now_ms, Shared, SyncService};
 use crate::settings::Settings;
+use crate::updates::{self, PendingUpdate, Slots};
 use crate::{system, telemetry};
 
 /// Renew the device certificate once it is past this part of its life, if the cloud has not
@@ -131,6 +134,10 @@ struct Daemon {
     shared: Arc<Shared>,
     conn: zbus::Connection,
     commands: CommandLog,
+    /// The update backend; `None` when updates are off.
+    slots: Option<Slots>,
+    /// An update is being installed.
+    updating: Arc<AtomicBool>,
 }
 
 /// Runs the daemon until it is stopped; restarts from the top after a factory reset.
@@ -202,12 +209,36 @@ async fn run_once(
     tracing::info!(bus = %bus, name = NAME, "serving on D-Bus");
     let files = Files::new(dir);
     files.recover()?;
+    let slots = match Slots::open(&settings.ota, &conn).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "update slots unavailable; updates are refused");
+            shared.update(|s| s.last_error = format!("update slots unavailable: {e}"));
+            None
+        }
+    };
+    if let Some(slots) = &slots {
+        match slots.running().await {
+            Ok(r) => {
+                tracing::info!(slot = %r.label, version = ?r.version, pending = r.pending, "running slot");
+                shared.update(|s| {
+                    s.slot = r.label.clone();
+                    if let Some(v) = &r.version {
+                        s.firmware = v.clone();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the running slot"),
+        }
+    }
     let mut d = Daemon {
         settings: settings.clone(),
         files,
         shared,
         conn,
         commands,
+        slots,
+        updating: Arc::new(AtomicBool::new(false)),
     };
     let identity = match d.files.load()? {
         Some(id) => id,
@@ -381,6 +412,7 @@ impl Daemon {
     ) -> Result<Exit, DaemonError> {
         let server_ca = read(&self.settings.cloud.ca)?;
         self.after_restart_results();
+        self.verdict_after_boot().await;
         loop {
             let device = identity.device_id.clone();
             self.set(|s| {
@@ -478,32 +510,138 @@ impl Daemon {
         retention: Retention,
         make: impl FnOnce(kiosk_protocol::UpHeader) -> Result<Vec<u8>, serde_json::Error>,
     ) {
-        let result = self
-            .shared
-            .outbox
-            .lock()
-            .map_err(|_| "outbox lock poisoned".to_string())
-            .and_then(|mut o| {
-                o.push(channel, retention, now_ms(), make)
-                    .map_err(|e| e.to_string())
-            });
-        match result {
-            Ok(_) => self.shared.wake_link(),
-            Err(e) => {
-                tracing::error!(error = %e, channel = channel.name(), "could not queue a message")
-            }
-        }
+        push(&self.shared, channel, retention, make);
     }
 
     fn result(&self, command_id: &MessageId, outcome: Outcome) {
-        let command_id = command_id.clone();
-        self.push(Up::CmdResult, Retention::Keep, |header| {
-            serde_json::to_vec(&CommandResult {
-                v: Version::CURRENT,
-                header,
+        command_result(&self.shared, command_id, outcome);
+    }
+
+    /// After a boot into a new slot: confirm it once connected, or roll back at the deadline;
+    /// after a boot that followed an update, report how the update went.
+    async fn verdict_after_boot(&self) {
+        let Some(slots) = self.slots.clone() else {
+            return;
+        };
+        let marker = updates::pending_path(&self.files.dir);
+        let pending: Option<PendingUpdate> = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let running = match slots.running().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the running slot");
+                return;
+            }
+        };
+        if !running.pending {
+            if let Some(p) = pending {
+                let outcome = if running.version.as_deref() == Some(p.version.as_str()) {
+                    Outcome::Succeeded {
+                        detail: format!("running {} from slot {}", p.version, running.label),
+                    }
+                } else {
+                    Outcome::Failed {
+                        error: format!(
+                            "{} in slot {} did not pass its health check; rolled back to slot {}",
+                            p.version, p.slot, running.label
+                        ),
+                    }
+                };
+                self.result(&p.command_id, outcome);
+                let _ = std::fs::remove_file(&marker);
+            }
+            return;
+        }
+        let shared = self.shared.clone();
+        let deadline = Duration::from_secs(self.settings.ota.health_deadline_s);
+        tracing::info!(slot = %running.label, deadline_s = deadline.as_secs(), "new slot booted; confirming once connected");
+        tokio::spawn(async move {
+            let healthy = || {
+                let connected = shared.snapshot().connected;
+                async move { connected }
+            };
+            match slots
+                .confirm(healthy, Duration::from_secs(2), deadline)
+                .await
+            {
+                Ok(Verification::Confirmed { slot, version }) => {
+                    tracing::info!(%slot, %version, "update confirmed");
+                    if let Some(p) = pending {
+                        command_result(
+                            &shared,
+                            &p.command_id,
+                            Outcome::Succeeded {
+                                detail: format!("running {version} from slot {slot}"),
+                            },
+                        );
+                        let _ = std::fs::remove_file(&marker);
+                    }
+                }
+                Ok(Verification::RolledBack {
+                    slot,
+                    version,
+                    reboot,
+                }) => {
+                    tracing::error!(%slot, %version, %reboot, "update not healthy; rolled back");
+                }
+                Ok(Verification::NotPending { .. }) => {}
+                Err(e) => tracing::error!(error = %e, "could not give the new slot its verdict"),
+            }
+        });
+    }
+
+    /// Installs an update in the background, then reboots into it.
+    fn start_update(&self, command_id: &MessageId, action: &Action) {
+        let Some(slots) = self.slots.clone() else {
+            self.result(
                 command_id,
-                outcome,
-            })
+                Outcome::Rejected {
+                    reason: "updates are not enabled on this kiosk".into(),
+                },
+            );
+            return;
+        };
+        let settings = crate::ota::UpdateSettings {
+            max_size: self.settings.ota.max_bytes,
+            ..Default::default()
+        };
+        let Some(request) = UpdateRequest::from_action(action, settings) else {
+            return;
+        };
+        if self.updating.swap(true, Ordering::SeqCst) {
+            self.result(
+                command_id,
+                Outcome::Rejected {
+                    reason: "another update is being installed".into(),
+                },
+            );
+            return;
+        }
+        self.result(command_id, Outcome::Accepted);
+        let (shared, conn, dir, updating) = (
+            self.shared.clone(),
+            self.conn.clone(),
+            self.files.dir.clone(),
+            self.updating.clone(),
+        );
+        let command_id = command_id.clone();
+        let ca = self.settings.ota.ca.clone();
+        tokio::spawn(async move {
+            let outcome = install_and_reboot(
+                &slots,
+                &request,
+                &shared,
+                &conn,
+                &dir,
+                &command_id,
+                ca.as_deref(),
+            )
+            .await;
+            if let Err(error) = outcome {
+                command_result(&shared, &command_id, Outcome::Failed { error });
+            }
+            updating.store(false, Ordering::SeqCst);
         });
     }
 
@@ -522,7 +660,7 @@ impl Daemon {
     async fn telemetry(&self) {
         let media = telemetry::media(&self.conn).await;
         let status = self.shared.snapshot();
-        let firmware = self.settings.firmware();
+        let firmware = status.firmware.clone();
         let temperatures = telemetry::temperatures(&self.settings.telemetry.thermal_dir);
         self.push(Up::Telemetry, Retention::Droppable, move |header| {
             serde_json::to_vec(&Telemetry {
@@ -732,13 +870,8 @@ impl Daemon {
                     }
                 }
             }
-            Action::Update { .. } => {
-                self.result(
-                    &command.id,
-                    Outcome::Rejected {
-                        reason: "updates are not enabled on this kiosk".into(),
-                    },
-                );
+            action @ Action::Update { .. } => {
+                self.start_update(&command.id, &action);
                 Step::Continue
             }
         }
@@ -758,19 +891,8 @@ impl Daemon {
         }
     }
 
-    /// Waits (at most `limit`) until every record in the outbox is acknowledged.
     async fn flush(&self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, async {
-            loop {
-                let s = self.shared.snapshot();
-                if s.outbox_records == 0 {
-                    return;
-                }
-                self.shared.wake_link();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await;
+        flush(&self.shared, limit).await;
     }
 
     /// Deletes everything in the state directory (factory reset).
@@ -904,6 +1026,103 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Downloads and installs an update, keeps the command for the verdict after the reboot, and
+/// reboots into the new slot. An error is the command's failure.
+async fn install_and_reboot(
+    slots: &Slots,
+    request: &UpdateRequest,
+    shared: &Shared,
+    conn: &zbus::Connection,
+    dir: &Path,
+    command_id: &MessageId,
+    ca: Option<&Path>,
+) -> Result<(), String> {
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("update CA {}: {e}", ca.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("update CA {}: {e}", ca.display()))?;
+        http = http.add_root_certificate(cert);
+    }
+    let http = http.build().map_err(|e| format!("HTTP client: {e}"))?;
+    let installed = slots.install(request, &http).await.map_err(|e| {
+        tracing::warn!(error = %e, "update failed; the running slot is unchanged");
+        e.to_string()
+    })?;
+    tracing::info!(slot = %installed.slot, version = %installed.version, bytes = installed.bytes, "update installed; rebooting into it");
+    let marker = PendingUpdate {
+        command_id: command_id.clone(),
+        version: installed.version.clone(),
+        slot: installed.slot.clone(),
+    };
+    let written = serde_json::to_vec(&marker)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            write_atomic(&updates::pending_path(dir), &b, 0o600).map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "the update's result after the reboot will not be sent");
+    }
+    flush(shared, Duration::from_secs(10)).await;
+    system::reboot(conn).await.map_err(|e| {
+        let _ = std::fs::remove_file(updates::pending_path(dir));
+        format!(
+            "installed {} into slot {}, but logind refused the reboot: {e}",
+            installed.version, installed.slot
+        )
+    })
+}
+
+/// Puts a message in the outbox and wakes the link.
+fn push(
+    shared: &Shared,
+    channel: Up,
+    retention: Retention,
+    make: impl FnOnce(kiosk_protocol::UpHeader) -> Result<Vec<u8>, serde_json::Error>,
+) {
+    let result = shared
+        .outbox
+        .lock()
+        .map_err(|_| "outbox lock poisoned".to_string())
+        .and_then(|mut o| {
+            o.push(channel, retention, now_ms(), make)
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(_) => shared.wake_link(),
+        Err(e) => {
+            tracing::error!(error = %e, channel = channel.name(), "could not queue a message")
+        }
+    }
+}
+
+/// Queues a command's result (a record: never dropped).
+fn command_result(shared: &Shared, command_id: &MessageId, outcome: Outcome) {
+    let command_id = command_id.clone();
+    push(shared, Up::CmdResult, Retention::Keep, |header| {
+        serde_json::to_vec(&CommandResult {
+            v: Version::CURRENT,
+            header,
+            command_id,
+            outcome,
+        })
+    });
+}
+
+/// Waits (at most `limit`) until every record in the outbox is acknowledged.
+async fn flush(shared: &Shared, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        loop {
+            if shared.snapshot().outbox_records == 0 {
+                return;
+            }
+            shared.wake_link();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
 
 /// What the main loop does next.

@@ -30,3 +30,4 @@ pub mod service;
 pub mod settings;
 pub mod system;
 pub mod telemetry;
+pub mod updates;

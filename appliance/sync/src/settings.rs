@@ -28,6 +28,7 @@
 //! # backend = "auto"                      # auto | rauc | dir | none
 //! # slots_dir = "/var/lib/kioskcall/slots"
 //! # health_deadline_s = 600
+//! # ca = "/etc/kioskcall/update-ca.pem"  # a private update server's CA, besides public roots
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -149,6 +150,9 @@ pub struct OtaSettings {
     /// Largest update accepted, in bytes.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
+    /// A CA trusted for update downloads besides the public roots (a private update server).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for OtaSettings {
@@ -158,6 +162,7 @@ impl Default for OtaSettings {
             slots_dir: default_slots(),
             health_deadline_s: default_health(),
             max_bytes: default_max_bytes(),
+            ca: None,
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod fleet;
+pub mod kit;
 pub mod sites;
 pub mod store;
 pub mod tenancy;

@@ -46,6 +46,18 @@ enum Command {
         #[arg(long, env = "TENANTD_DATA")]
         data: PathBuf,
     },
+    /// Write a development kiosk's kit (claim certificate, cloud CA, a new enrollment token) for
+    /// an organization, as `scripts/up` gives it to the kiosk-sync it starts.
+    KioskKit {
+        #[arg(long, env = "TENANTD_DATA")]
+        data: PathBuf,
+        /// The organization the kiosk enrolls into (its first site).
+        #[arg(long, default_value = "demo")]
+        org: String,
+        /// The kit's directory (created mode 0700).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Give a user a new generated password (to change at next sign-in) and end their sessions.
     ResetPassword {
         #[arg(long, env = "TENANTD_DATA")]
@@ -337,6 +349,14 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 logins.agent_email,
                 logins.agent_password.expose()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::KioskKit { data, org, out } => {
+            let kit = tenantd::kit::kiosk_kit(&data, &org, &out)?;
+            println!("claim certificate  {}", kit.claim_cert.display());
+            println!("claim key          {}", kit.claim_key.display());
+            println!("cloud CA           {}", kit.cloud_ca.display());
+            println!("enrollment token   {}", kit.enrollment_token.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::ResetPassword { data, email } => {

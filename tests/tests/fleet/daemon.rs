@@ -15,6 +15,9 @@ use tenantd::fleet::broker::BrokerFiles;
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// The `[ota]` section of a kiosk that takes no updates.
+const NO_UPDATES: &str = "backend = \"none\"";
+
 /// Polls an API path as the shop's admin until `pred` holds.
 async fn eventually(
     cloud: &Cloud,
@@ -78,7 +81,7 @@ async fn activation_code_enrollment_then_config_live_and_a_bad_config_refused() 
     let cloud = Cloud::start().await;
     let shop = Shop::create(&cloud).await;
     let bus = Bus::start().unwrap();
-    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, "");
+    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, NO_UPDATES);
     kiosk.start();
     let conn = bus.connect().await.unwrap();
     let sync = Sync1Proxy::new(&conn).await.unwrap();
@@ -203,7 +206,7 @@ async fn token_enrollment_commands_and_a_rotation_under_traffic() {
     let bus = Bus::start().unwrap();
     let system = SystemCalls::default();
     let _system_conns = system.serve(&bus).await;
-    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, "");
+    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, NO_UPDATES);
     kiosk.start();
     let conn = bus.connect().await.unwrap();
     let sync = Sync1Proxy::new(&conn).await.unwrap();
@@ -315,7 +318,7 @@ async fn events_accepted_before_a_sigkill_of_kiosk_sync_are_not_lost() {
     let shop = Shop::create(&cloud).await;
     let bus = Bus::start().unwrap();
     let token = shop.enrollment_token(&cloud).await;
-    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, "");
+    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, NO_UPDATES);
     kiosk.start();
     let conn = bus.connect().await.unwrap();
     let sync = Sync1Proxy::new(&conn).await.unwrap();
@@ -366,4 +369,154 @@ async fn events_accepted_before_a_sigkill_of_kiosk_sync_are_not_lost() {
         accepted.len(),
         stored.len()
     );
+}
+
+/// An HTTPS server on loopback serving `bundle` at `/bundle`, with a CA of its own; returns
+/// the port and the CA's PEM.
+async fn update_server(bundle: Vec<u8>) -> (u16, String) {
+    use std::sync::Arc;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "update server test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let chain = vec![cert.der().clone()];
+    let private = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .unwrap();
+    let app = axum::Router::new().route(
+        "/bundle",
+        axum::routing::get(move || {
+            let b = bundle.clone();
+            async move { b }
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    tokio::spawn(async move {
+        let _ = axum_server::from_tcp_rustls(listener, config)
+            .serve(app.into_make_service())
+            .await;
+    });
+    (port, ca.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_is_installed_into_the_other_slot_booted_and_confirmed() {
+    use kiosk_sync::ota::DirSlots;
+    use sha2::Digest as _;
+
+    let cloud = Cloud::start().await;
+    let shop = Shop::create(&cloud).await;
+    let bus = Bus::start().unwrap();
+    let system = SystemCalls::default();
+    let _system_conns = system.serve(&bus).await;
+    let slots = tempfile::tempdir().unwrap();
+    let bundle: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let sha256 = hex::encode(sha2::Sha256::digest(&bundle));
+    let (port, ca) = update_server(bundle.clone()).await;
+    let ca_file = slots.path().join("update-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let ota = format!(
+        "backend = \"dir\"\nslots_dir = \"{}\"\nca = \"{}\"\nhealth_deadline_s = 60",
+        slots.path().join("root").display(),
+        ca_file.display()
+    );
+    assert_eq!(DirSlots::boot(&slots.path().join("root")).unwrap(), 'a');
+    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, &ota);
+    kiosk.start();
+    let conn = bus.connect().await.unwrap();
+    let sync = Sync1Proxy::new(&conn).await.unwrap();
+    wait_status(&kiosk, &sync, LONG, "asking", |s| s.state != "unenrolled").await;
+    let out = kiosk.kioskctl(&["enroll", &shop.enrollment_token(&cloud).await]);
+    assert!(out.status.success(), "{out:?}");
+    let s = wait_status(&kiosk, &sync, LONG, "connected", |s| s.connected).await;
+    assert_eq!((s.slot.as_str(), s.firmware.as_str()), ("a", "2026.11.0"));
+    let commands = format!("/api/v1/orgs/shop/devices/{}/commands", s.device_id);
+    let send = |body: serde_json::Value| {
+        let (cloud, shop, commands) = (&cloud, &shop, commands.clone());
+        async move {
+            let (status, c) = shop.api(cloud, Method::POST, &commands, Some(body)).await;
+            assert_eq!(status, 201, "{c}");
+            c["id"].as_str().unwrap().to_string()
+        }
+    };
+    let outcome = |id: String, want: &'static str| {
+        let (cloud, shop, commands) = (&cloud, &shop, commands.clone());
+        async move {
+            let list = eventually(cloud, shop, &commands, &format!("{id} {want}"), |b| {
+                b["commands"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["id"] == id.as_str() && c["state"] == want)
+            })
+            .await;
+            list["commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == id.as_str())
+                .unwrap()["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let url = format!("https://localhost:{port}/bundle");
+
+    // A bundle that does not match its SHA-256 is refused whole; the slots stay as they were.
+    let corrupt = send(
+        json!({ "action": "update", "url": url, "version": "2026.12.0",
+        "size": bundle.len(), "sha256": "00".repeat(32) }),
+    )
+    .await;
+    let detail = outcome(corrupt, "failed").await;
+    assert!(detail.to_lowercase().contains("sha-256"), "{detail}");
+    assert!(system.seen().is_empty(), "no reboot after a failed update");
+
+    // The real one: written into slot b, then a reboot through logind.
+    let update = send(
+        json!({ "action": "update", "url": url, "version": "2026.12.0",
+        "size": bundle.len(), "sha256": sha256 }),
+    )
+    .await;
+    outcome(update.clone(), "accepted").await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    while system.seen().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            kiosk.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(system.seen(), ["Reboot false"]);
+
+    // The "reboot": the boot stage tries slot b once; kiosk-sync confirms it once connected.
+    assert!(kiosk.stop().unwrap().success());
+    assert_eq!(DirSlots::boot(&slots.path().join("root")).unwrap(), 'b');
+    kiosk.start();
+    let detail = outcome(update, "succeeded").await;
+    assert!(
+        detail.contains("2026.12.0") && detail.contains('b'),
+        "{detail}"
+    );
+    let s = wait_status(&kiosk, &sync, LONG, "on slot b", |s| s.slot == "b").await;
+    assert_eq!(s.firmware, "2026.12.0");
+    // Confirmed: later boots stay on b.
+    assert!(kiosk.stop().unwrap().success());
+    assert_eq!(DirSlots::boot(&slots.path().join("root")).unwrap(), 'b');
 }

@@ -9,14 +9,10 @@ use serde_json::json;
 
 use super::extract::{Body, Caller, Id, Scope};
 use super::{fields, json_with, AppState};
-use crate::auth::tokens;
 use crate::error::ApiError;
 use crate::fleet::pki::CLAIM_CERT_DAYS;
 use crate::fleet::service;
 use crate::store::{By, CrlCa, StoreError};
-
-/// Enrollment-token secrets carry this prefix.
-const ENROLLMENT_TOKEN_PREFIX: &str = "ket_";
 
 /// `GET /claim-batches`.
 pub async fn list_claim_batches(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -115,12 +111,7 @@ pub async fn create_enrollment_token(
             "expiry must be 1 to 720 hours",
         ));
     }
-    let secret = tokens::new_secret(ENROLLMENT_TOKEN_PREFIX);
-    let prefix: String = secret
-        .secret
-        .chars()
-        .take(ENROLLMENT_TOKEN_PREFIX.len() + 6)
-        .collect();
+    let (secret, prefix) = crate::fleet::new_enrollment_token();
     let by = By::new(p.label());
     let expires_at = by.now + i64::from(hours) * 3600;
     let (digest, site_id) = (secret.digest, input.site_id);

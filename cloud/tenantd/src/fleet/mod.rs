@@ -38,6 +38,20 @@ use external::{BrokerAdmin, ExternalBroker};
 use pki::FleetPki;
 use service::{FleetLink, LinkSettings};
 
+/// What every enrollment token starts with.
+pub const ENROLLMENT_TOKEN_PREFIX: &str = "ket_";
+
+/// A new enrollment token and the part of it kept readable (to tell tokens apart in lists).
+pub fn new_enrollment_token() -> (crate::auth::tokens::NewSecret, String) {
+    let secret = crate::auth::tokens::new_secret(ENROLLMENT_TOKEN_PREFIX);
+    let prefix = secret
+        .secret
+        .chars()
+        .take(ENROLLMENT_TOKEN_PREFIX.len() + 6)
+        .collect();
+    (secret, prefix)
+}
+
 /// Starting the fleet failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
