@@ -109,9 +109,20 @@ fn reached(s: &SyncStatus, want: &str) -> bool {
 }
 
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
+    if let Cmd::Wait { state, .. } = &cli.command {
+        if !["enrolled", "awaiting-activation", "connected"].contains(&state.as_str()) {
+            return Err((
+                2,
+                format!("state {state:?}: enrolled, awaiting-activation or connected"),
+            ));
+        }
+    }
     let bus = BusAddress::parse(&cli.bus);
     let unreachable = |e: zbus::Error| (3, format!("D-Bus ({bus}): {e}"));
-    let conn = bus.connect().await.map_err(unreachable)?;
+    let conn = tokio::time::timeout(Duration::from_secs(10), bus.connect())
+        .await
+        .unwrap_or_else(|_| Err(zbus::Error::Failure("no answer within 10 s".into())))
+        .map_err(unreachable)?;
     let sync = Sync1Proxy::new(&conn).await.map_err(unreachable)?;
     let failed = |e: zbus::Error| match e {
         zbus::Error::MethodError(name, Some(msg), _)
@@ -140,12 +151,6 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             println!("{id}");
         }
         Cmd::Wait { state, timeout } => {
-            if !["enrolled", "awaiting-activation", "connected"].contains(&state.as_str()) {
-                return Err((
-                    2,
-                    format!("state {state:?}: enrolled, awaiting-activation or connected"),
-                ));
-            }
             let wait = async {
                 loop {
                     let s = sync.status().await.map_err(failed)?;

@@ -200,8 +200,16 @@ async fn run_once(
             bus: bus.to_string(),
             source: Box::new(source),
         })?
-        .build()
+        .build();
+    // A bus that accepts the connection but never answers (a policy that drops replies)
+    // must not hang the kiosk silently.
+    let conn = tokio::time::timeout(Duration::from_secs(30), conn)
         .await
+        .unwrap_or_else(|_| {
+            Err(zbus::Error::Failure(
+                "the bus did not answer within 30 s (check its policy)".into(),
+            ))
+        })
         .map_err(|source| DaemonError::Bus {
             bus: bus.to_string(),
             source: Box::new(source),
@@ -462,7 +470,9 @@ impl Daemon {
                     }
                     _ = telemetry.tick() => self.telemetry().await,
                     _ = renewal.tick() => {
-                        if identity.past(RENEW_AT_FRACTION, now_ms() / 1000) && !self.files.rotating() {
+                        // Past two thirds of its life: renew (again, hourly, if an answer was lost;
+                        // a rotation in progress keeps its key).
+                        if identity.past(RENEW_AT_FRACTION, now_ms() / 1000) {
                             tracing::info!("certificate past two thirds of its life; renewing");
                             self.start_rotation(None);
                         }

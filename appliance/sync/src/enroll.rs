@@ -46,17 +46,9 @@ pub fn load_or_create_key(path: &Path) -> Result<rcgen::KeyPair, EnrollError> {
         return rcgen::KeyPair::from_pem(&pem).map_err(|e| EnrollError::Key(e.to_string()));
     }
     let key = rcgen::KeyPair::generate().map_err(|e| EnrollError::Key(e.to_string()))?;
-    let err = |source| EnrollError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).map_err(err)?;
-    std::io::Write::write_all(&mut f, key.serialize_pem().as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
+    // Written whole or not at all: a power cut mid-write must not leave a key that never parses.
+    crate::identity::write_atomic(path, key.serialize_pem().as_bytes(), 0o600)
+        .map_err(|e| EnrollError::Key(e.to_string()))?;
     Ok(key)
 }
 
@@ -142,13 +134,17 @@ pub async fn enroll(
     let request_topic = Topic::ProvisionRequest(claim.claim_cn.clone()).name();
     let response_topic = Topic::ProvisionResponse(claim.claim_cn.clone()).name();
     let mut backoff = Backoff::default();
-    let mut resend = tokio::time::interval(req.retry);
+    // When to send the request (again). Unanswered, every `retry`; once an activation code is
+    // on screen, not until shortly before it expires, so the code people read stays the same
+    // (the certificate comes as soon as an admin claims it).
+    let mut next_send = tokio::time::Instant::now();
     let mut subscribed = false;
     loop {
         tokio::select! {
             _ = stop.changed() => return Err(EnrollError::Stopped),
-            _ = resend.tick(), if subscribed => {
+            _ = tokio::time::sleep_until(next_send), if subscribed => {
                 let _ = client.try_publish(request_topic.clone(), QoS::AtLeastOnce, false, payload.clone());
+                next_send = tokio::time::Instant::now() + req.retry;
             }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -157,7 +153,7 @@ pub async fn enroll(
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     subscribed = true;
-                    resend.reset_immediately();
+                    next_send = tokio::time::Instant::now();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let Ok(answer) = serde_json::from_slice::<ProvisionResponse>(&p.payload) else { continue };
@@ -174,8 +170,14 @@ pub async fn enroll(
                             let _ = client.disconnect().await;
                             return Ok(Enrolled::Certificate { device_id, certificate_pem });
                         }
-                        ProvisionResult::ActivationCode { code, .. } => {
+                        ProvisionResult::ActivationCode { code, expires_at_ms } => {
                             let _ = codes.send(Some(code));
+                            let now_ms = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_millis() as i64)
+                                .unwrap_or(0);
+                            let left = Duration::from_millis((expires_at_ms - now_ms - 120_000).max(0) as u64);
+                            next_send = tokio::time::Instant::now() + left.max(req.retry);
                         }
                         ProvisionResult::Rejected { reason } => return Err(EnrollError::Refused(reason)),
                     }

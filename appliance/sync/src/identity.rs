@@ -94,7 +94,14 @@ fn sync_dir(dir: &Path) -> Result<(), IdentityError> {
 /// Writes `path` atomically with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+    let tmp = path.with_file_name(format!(".{}.tmp", name.unwrap_or_default()));
+    // A leftover from an interrupted write may have another mode: start afresh.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&tmp)(e)),
+    }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);

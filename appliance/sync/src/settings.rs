@@ -23,11 +23,13 @@
 //!
 //! [telemetry]
 //! # thermal_dir = "/sys/class/thermal"
+//! # default_interval_s = 60              # until a desired config sets telemetry_interval_s
 //!
 //! [ota]
 //! # backend = "auto"                      # auto | rauc | dir | none
 //! # slots_dir = "/var/lib/kioskcall/slots"
 //! # health_deadline_s = 600
+//! # max_bytes = 2147483648                # largest update accepted
 //! # ca = "/etc/kioskcall/update-ca.pem"  # a private update server's CA, besides public roots
 //! ```
 
@@ -180,7 +182,7 @@ fn default_health() -> u64 {
 }
 
 fn default_max_bytes() -> u64 {
-    4 << 30
+    2 << 30
 }
 
 impl Settings {
@@ -228,12 +230,18 @@ impl Settings {
         Ok(s)
     }
 
-    /// The hardware serial: the configured one, else `/etc/machine-id`.
+    /// The hardware serial: the configured one, else one derived from `/etc/machine-id`
+    /// (hashed: the machine id itself is meant to stay on the machine).
     pub fn serial(&self) -> String {
         self.serial.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/etc/machine-id")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into())
+            use sha2::Digest as _;
+            match std::fs::read_to_string("/etc/machine-id") {
+                Ok(id) => {
+                    let digest = sha2::Sha256::digest(format!("kioskcall:{}", id.trim()));
+                    format!("mid-{}", hex::encode(&digest[..8]))
+                }
+                Err(_) => "unknown".into(),
+            }
         })
     }
 

@@ -28,7 +28,12 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<(), Error> {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+    let tmp = path.with_file_name(format!(".{}.tmp", name.unwrap_or_default()));
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
@@ -73,6 +78,12 @@ pub fn kiosk_kit(data_dir: &Path, org_slug: &str, out: &Path) -> Result<Kit, Err
     })?;
     write(&kit.cloud_ca, &ca, 0o644)?;
     let (secret, prefix) = crate::fleet::new_enrollment_token();
+    let known = store.blocking(|db| db.org_ref(org_slug))?;
+    if known.is_none() {
+        return Err(Error::Store(StoreError::Conflict(format!(
+            "no organization {org_slug:?}: create it first (or run `tenantd demo` for \"demo\")"
+        ))));
+    }
     store.blocking(|db| {
         let org = db.org_ref(org_slug)?.ok_or(StoreError::NotFound)?;
         let scope = OrgScope::trusted_internal(org);

@@ -19,7 +19,8 @@ use crate::store::{now_unix, SqliteStore, StoreError};
 /// The part of a certificate's life after which it is renewed.
 pub const RENEW_AT_FRACTION: f64 = 2.0 / 3.0;
 
-/// How long a renewal command stays valid for an offline device (the next run queues another).
+/// How long a renewal command stays valid; once it has expired unanswered, the next run queues
+/// another.
 const COMMAND_TTL_S: i64 = 7 * 24 * 3600;
 
 /// Queues renewal commands for every device due; returns `(device, command body)` to publish.
@@ -38,7 +39,10 @@ pub fn queue_due(store: &SqliteStore, now: i64) -> Result<Vec<(String, String)>,
         };
         let body =
             serde_json::to_string(&command).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if store.blocking(|db| db.create_renewal_command(&device, &id, &body, issued_at, now))? {
+        // Queued once per certificate, and again once an earlier command has expired unanswered
+        // (an offline kiosk, a lost answer).
+        let since = issued_at.max(now - COMMAND_TTL_S);
+        if store.blocking(|db| db.create_renewal_command(&device, &id, &body, since, now))? {
             tracing::info!(device = %device, command = %id, "certificate renewal due; rotate command queued");
             out.push((device, body));
         }

@@ -686,7 +686,6 @@ fn site_in_scope(
     .map(|_| ())
 }
 
-/// `NotFound` unless the device belongs to the scope's organization and is not revoked.
 /// The organization of an enrolled, unrevoked device.
 fn live_device_org(conn: &rusqlite::Connection, id: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
@@ -698,6 +697,7 @@ fn live_device_org(conn: &rusqlite::Connection, id: &str) -> Result<Option<i64>,
         .optional()?)
 }
 
+/// `NotFound` unless the device belongs to the scope's organization and is not revoked.
 fn live_device_in_scope(
     tx: &rusqlite::Connection,
     scope: &OrgScope,
@@ -926,14 +926,14 @@ impl Db<'_> {
     }
 
     /// Queues a `rotate_certificate` command from the platform itself (certificate renewal
-    /// at two thirds of its life), unless one was already queued since `cert_issued_at`.
-    /// Returns whether a command was created.
+    /// at two thirds of its life), unless one was already queued since `since`. Returns
+    /// whether a command was created.
     pub fn create_renewal_command(
         &mut self,
         device_id: &str,
         id: &str,
         body: &str,
-        cert_issued_at: i64,
+        since: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
         let tx = self.tx()?;
@@ -943,7 +943,7 @@ impl Db<'_> {
         let queued: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM device_commands WHERE device_id = ?1
                AND json_extract(body, '$.action') = 'rotate_certificate' AND created_at >= ?2)",
-            params![device_id, cert_issued_at],
+            params![device_id, since],
             |r| r.get(0),
         )?;
         if queued {
