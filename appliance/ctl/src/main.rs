@@ -151,11 +151,13 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             println!("{id}");
         }
         Cmd::Wait { state, timeout } => {
+            // kiosk-sync may not be on the bus yet: keep asking until the time-out.
             let wait = async {
                 loop {
-                    let s = sync.status().await.map_err(failed)?;
-                    if reached(&s, &state) {
-                        return Ok(s);
+                    if let Ok(s) = sync.status().await {
+                        if reached(&s, &state) {
+                            return Ok::<_, (u8, String)>(s);
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

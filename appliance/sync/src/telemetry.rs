@@ -59,14 +59,18 @@ pub async fn media(conn: &zbus::Connection) -> MediaView {
         call_state: CallState::Idle,
     };
     let read = async {
-        let proxy = zbus::Proxy::new(
-            conn,
-            "org.kioskcall.Media1",
-            "/org/kioskcall/Media1",
-            "org.kioskcall.Media1",
-        )
-        .await
-        .ok()?;
+        // No property cache: it would watch for changes (and warn while kiosk-media is away).
+        let proxy: zbus::Proxy<'_> = zbus::proxy::Builder::new(conn)
+            .destination("org.kioskcall.Media1")
+            .ok()?
+            .path("/org/kioskcall/Media1")
+            .ok()?
+            .interface("org.kioskcall.Media1")
+            .ok()?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .ok()?;
         let text = |s: String| (!s.is_empty()).then_some(s);
         let camera = proxy
             .get_property::<String>("Camera")
