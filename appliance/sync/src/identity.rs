@@ -13,7 +13,6 @@
 //! - `enroll-request`: the provisioning request id, kept so a retried request is the same one.
 //! - `enrollment-token` (0600): a token given with `kioskctl enroll`, removed once enrolled.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use kiosk_protocol::DeviceId;
@@ -91,26 +90,12 @@ fn sync_dir(dir: &Path) -> Result<(), IdentityError> {
         .map_err(io_err(dir))
 }
 
-/// Writes `path` atomically with `mode`.
+/// Writes `path` atomically with `mode` (see [`crate::ota::durable::write_atomic_mode`]).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-    let tmp = path.with_file_name(format!(".{}.tmp", name.unwrap_or_default()));
-    // A leftover from an interrupted write may have another mode: start afresh.
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&tmp)(e)),
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
-    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(dir)
+    crate::ota::durable::write_atomic_mode(path, bytes, mode).map_err(|e| IdentityError::Io {
+        path: e.path.display().to_string(),
+        source: e.source,
+    })
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), IdentityError> {

@@ -50,11 +50,21 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), FileError> {
 }
 
 /// Replaces `path` with `bytes` atomically (temporary file, fsync, rename, fsync of the
-/// directory).
+/// directory), mode 0644.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] with the file's `mode`. A temporary file left by an interrupted write is
+/// removed first, so it can never lend its (possibly wider) mode to the new file.
+pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     let tmp = sibling(path, ".tmp");
+    remove_if_present(&tmp)?;
     let write = || -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+        let mut file = opts.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

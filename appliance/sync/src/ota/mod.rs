@@ -41,7 +41,7 @@ pub use embedded_svc::ota::{FirmwareInfo, Ota, OtaUpdate, OtaUpdateFinished, Slo
 use kiosk_protocol::command::Action;
 
 pub mod dir;
-mod durable;
+pub(crate) mod durable;
 mod fetch;
 pub mod rauc;
 
