@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::fleet::pki::{FleetPki, CLAIM_CERT_DAYS};
 use crate::store::{By, StoreError};
 use crate::tenancy::OrgScope;
+use crate::tls::write_private;
 use crate::Error;
 
 /// Where the kit's files are.
@@ -21,24 +22,6 @@ pub struct Kit {
     pub claim_key: PathBuf,
     pub cloud_ca: PathBuf,
     pub enrollment_token: PathBuf,
-}
-
-fn write(path: &Path, text: &str, mode: u32) -> Result<(), Error> {
-    let io = |source| Error::DataDir {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-    let tmp = path.with_file_name(format!(".{}.tmp", name.unwrap_or_default()));
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-        _ => {}
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
-    std::io::Write::write_all(&mut opts.open(&tmp).map_err(io)?, text.as_bytes()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Writes (or refreshes) the kit for organization `org_slug` in `out`.
@@ -69,14 +52,14 @@ pub fn kiosk_kit(data_dir: &Path, org_slug: &str, out: &Path) -> Result<Kit, Err
         store.blocking(|db| {
             db.create_claim_batch(&by, &cn, "development kiosk kit", &serial, not_after)
         })?;
-        write(&kit.claim_key, &key_pem, 0o600)?;
-        write(&kit.claim_cert, &issued.certificate_pem, 0o644)?;
+        write_private(&kit.claim_key, &key_pem, 0o600)?;
+        write_private(&kit.claim_cert, &issued.certificate_pem, 0o644)?;
     }
     let ca = std::fs::read_to_string(local.pem_path()).map_err(|source| Error::DataDir {
         path: local.pem_path().to_path_buf(),
         source,
     })?;
-    write(&kit.cloud_ca, &ca, 0o644)?;
+    write_private(&kit.cloud_ca, &ca, 0o644)?;
     let (secret, prefix) = crate::fleet::new_enrollment_token();
     let known = store.blocking(|db| db.org_ref(org_slug))?;
     if known.is_none() {
@@ -102,6 +85,6 @@ pub fn kiosk_kit(data_dir: &Path, org_slug: &str, out: &Path) -> Result<Kit, Err
             by.now + 24 * 3600,
         )
     })?;
-    write(&kit.enrollment_token, &secret.secret, 0o600)?;
+    write_private(&kit.enrollment_token, &secret.secret, 0o600)?;
     Ok(kit)
 }

@@ -9,9 +9,9 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 
-use super::org::audit_org;
+use super::org::{audit_in_org, audit_org};
 use super::{append_audit, conflict_on_unique, found, ts, AuditRecord, By, Db, StoreError};
-use crate::audit::{org_chain, PLATFORM_CHAIN};
+use crate::audit::PLATFORM_CHAIN;
 use crate::tenancy::OrgScope;
 
 /// A batch of claim certificates (one certificate per batch, baked into images).
@@ -505,16 +505,13 @@ impl Db<'_> {
             actor: format!("device:{device_id}"),
             now,
         };
-        append_audit(
+        audit_in_org(
             &tx,
-            AuditRecord {
-                chain: &org_chain(org_id),
-                org_id: Some(org_id),
-                by: &by,
-                action: "device.cert_renew",
-                target: Some(format!("device:{device_id}")),
-                detail: json!({ "cert_serial": serial, "not_after": not_after }),
-            },
+            org_id,
+            &by,
+            "device.cert_renew",
+            Some(format!("device:{device_id}")),
+            json!({ "cert_serial": serial, "not_after": not_after }),
         )?;
         tx.commit()?;
         Ok(true)
@@ -686,6 +683,30 @@ fn site_in_scope(
     .map(|_| ())
 }
 
+/// Records a command for a device and audits it in the device's organization.
+fn insert_command(
+    tx: &rusqlite::Transaction<'_>,
+    org_id: i64,
+    by: &By,
+    device_id: &str,
+    id: &str,
+    body: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO device_commands (id, device_id, body, created_by, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![id, device_id, body, by.actor, by.now],
+    )?;
+    audit_in_org(
+        tx,
+        org_id,
+        by,
+        "device.command",
+        Some(format!("device:{device_id}")),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// The organization of an enrolled, unrevoked device.
 fn live_device_org(conn: &rusqlite::Connection, id: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
@@ -738,17 +759,14 @@ fn insert_device(
         actor: actor.to_string(),
         now,
     };
-    append_audit(
+    audit_in_org(
         tx,
-        AuditRecord {
-            chain: &org_chain(d.org_id),
-            org_id: Some(d.org_id),
-            by: &by,
-            action: "device.enroll",
-            target: Some(format!("device:{}", d.id)),
-            detail: json!({ "site_id": d.site_id, "via": d.enrolled_via, "serial": d.hardware_serial,
-                            "board": d.board, "cert_serial": d.cert_serial }),
-        },
+        d.org_id,
+        &by,
+        "device.enroll",
+        Some(format!("device:{}", d.id)),
+        json!({ "site_id": d.site_id, "via": d.enrolled_via, "serial": d.hardware_serial,
+                "board": d.board, "cert_serial": d.cert_serial }),
     )
 }
 
@@ -908,19 +926,7 @@ impl Db<'_> {
     ) -> Result<(), StoreError> {
         let tx = self.tx()?;
         live_device_in_scope(&tx, scope, device_id)?;
-        tx.execute(
-            "INSERT INTO device_commands (id, device_id, body, created_by, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![id, device_id, body, by.actor, by.now],
-        )?;
-        audit_org(
-            &tx,
-            scope,
-            by,
-            "device.command",
-            Some(format!("device:{device_id}")),
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        )?;
+        insert_command(&tx, scope.org_id(), by, device_id, id, body)?;
         tx.commit()?;
         Ok(())
     }
@@ -953,22 +959,7 @@ impl Db<'_> {
             actor: "system:certificate-renewal".to_string(),
             now,
         };
-        tx.execute(
-            "INSERT INTO device_commands (id, device_id, body, created_by, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![id, device_id, body, by.actor, now],
-        )?;
-        append_audit(
-            &tx,
-            AuditRecord {
-                chain: &org_chain(org_id),
-                org_id: Some(org_id),
-                by: &by,
-                action: "device.command",
-                target: Some(format!("device:{device_id}")),
-                detail: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-            },
-        )?;
+        insert_command(&tx, org_id, &by, device_id, id, body)?;
         tx.commit()?;
         Ok(true)
     }

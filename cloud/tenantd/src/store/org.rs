@@ -50,11 +50,24 @@ pub(super) fn audit_org(
     target: Option<String>,
     detail: serde_json::Value,
 ) -> Result<(), StoreError> {
+    audit_in_org(tx, scope.org_id(), by, action, target, detail)
+}
+
+/// Appends to organization `org_id`'s audit chain, for actions the platform or a device takes
+/// without a signed-in principal (and so without an [`OrgScope`]).
+pub(super) fn audit_in_org(
+    tx: &Transaction<'_>,
+    org_id: i64,
+    by: &By,
+    action: &str,
+    target: Option<String>,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
     append_audit(
         tx,
         AuditRecord {
-            chain: &org_chain(scope.org_id()),
-            org_id: Some(scope.org_id()),
+            chain: &org_chain(org_id),
+            org_id: Some(org_id),
             by,
             action,
             target,
