@@ -13,10 +13,12 @@
 use serde::{Deserialize, Serialize};
 use zvariant::Type;
 
+pub mod media;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use media::Media1Proxy;
 pub use sync::{Sync1Proxy, SyncStatus};
 
 /// Which bus a service or client connects to.

@@ -9,7 +9,15 @@
 //! - Events: [`Sync1Proxy::report_event`] puts a device→cloud event in the durable outbox and
 //!   returns its message id once it is on disk.
 //!
-//! Signalling, OTP and call control methods arrive with the call and journey work.
+//! - Calls: [`Sync1Proxy::place_call`] asks the cloud for a call and returns the request id;
+//!   the answer is the `CallQueued` signal (with the cloud's call id) or `CallEnded`. When an
+//!   agent accepts, `CallAccepted` carries the ICE servers; the agent's SDP and candidates come
+//!   as `PeerSignal`; kiosk-media sends its own with [`Sync1Proxy::send_signal`]. Either side
+//!   ends with [`Sync1Proxy::end_call`] / `CallEnded`. If kiosk-media leaves the bus during a
+//!   call, kiosk-sync ends the call with reason `media_failed`, so the agent is never left
+//!   looking at a frozen picture.
+//!
+//! OTP methods arrive with the journey work.
 
 use serde::{Deserialize, Serialize};
 use zvariant::Type;
@@ -31,6 +39,17 @@ pub mod state {
     pub const AWAITING_ACTIVATION: &str = "awaiting-activation";
     /// The kiosk has its own certificate.
     pub const ENROLLED: &str = "enrolled";
+}
+
+/// Call phases, as the `CallPhase` property spells them.
+pub mod call_phase {
+    pub const IDLE: &str = "idle";
+    /// `PlaceCall` was sent; the cloud has not answered yet.
+    pub const PLACING: &str = "placing";
+    /// Agents are ringing.
+    pub const QUEUED: &str = "queued";
+    /// An agent accepted; media negotiates and flows.
+    pub const ACCEPTED: &str = "accepted";
 }
 
 /// Everything `kioskctl status` shows, in one call.
@@ -78,6 +97,43 @@ pub trait Sync1 {
     /// fields. Returns the message id once the event is on disk.
     fn report_event(&self, kind: &str, body: &str) -> zbus::Result<String>;
 
+    /// Asks the cloud for a call of `kind` (`test` or `customer`), `language` a BCP 47 tag or
+    /// empty. Returns the request id that `CallQueued`/`CallEnded` will echo. Refused when not
+    /// connected or while another call is placed or running.
+    fn place_call(&self, kind: &str, language: &str) -> zbus::Result<String>;
+
+    /// Sends kiosk-media's SDP or ICE candidate for `call` to the agent (`kind` `sdp` or `ice`,
+    /// payload as in `kiosk_bus::media`). Refused when `call` is not the running call or the
+    /// link is down.
+    fn send_signal(&self, call: &str, kind: &str, payload: &str) -> zbus::Result<()>;
+
+    /// Ends (or cancels) `call`; `reason` is a `kiosk_protocol::call::EndReason` name.
+    fn end_call(&self, call: &str, reason: &str) -> zbus::Result<()>;
+
+    /// The cloud queued the call placed as `request`; agents are ringing.
+    #[zbus(signal)]
+    fn call_queued(&self, request: &str, call: &str) -> zbus::Result<()>;
+
+    /// Agent `agent` accepted `call`; `ice_servers` is a JSON array of ICE servers with this
+    /// call's TURN credentials; `expires_at_ms` is when they (and the call) run out.
+    #[zbus(signal)]
+    fn call_accepted(
+        &self,
+        call: &str,
+        agent: &str,
+        ice_servers: &str,
+        expires_at_ms: i64,
+    ) -> zbus::Result<()>;
+
+    /// The agent's SDP or ICE candidate.
+    #[zbus(signal)]
+    fn peer_signal(&self, call: &str, kind: &str, payload: &str) -> zbus::Result<()>;
+
+    /// `call` (placed as `request`) is over, or was refused: `reason` an `EndReason` name or
+    /// `refused: …`, `by` is `kiosk`, `agent` or `cloud`.
+    #[zbus(signal)]
+    fn call_ended(&self, call: &str, request: &str, reason: &str, by: &str) -> zbus::Result<()>;
+
     /// Emitted when a new desired config is in force.
     #[zbus(signal)]
     fn config_changed(&self, version: u64, config: &str) -> zbus::Result<()>;
@@ -96,4 +152,12 @@ pub trait Sync1 {
 
     #[zbus(property)]
     fn config_version(&self) -> zbus::Result<u64>;
+
+    /// One of [`call_phase`].
+    #[zbus(property)]
+    fn call_phase(&self) -> zbus::Result<String>;
+
+    /// The current call's id (empty when idle or still placing).
+    #[zbus(property)]
+    fn call_id(&self) -> zbus::Result<String>;
 }

@@ -10,9 +10,9 @@
 //! tests forever. Every device→cloud message carries a unique [`MessageId`] and a per-device
 //! sequence number: delivery is at least once on the wire, and the cloud keeps each id once.
 //!
-//! Limits: call signalling payloads (`up/signal`, `down/signal`, `down/call`) arrive with the
-//! call work; their topics are already named here.
+//! Call control and signalling (`up/signal`, `down/call`, `down/signal`) are in [`call`].
 
+pub mod call;
 pub mod command;
 pub mod config;
 pub mod event;
@@ -135,7 +135,7 @@ impl<'de> Deserialize<'de> for MessageId {
     }
 }
 
-fn is_id(s: &str, min: usize, max: usize) -> bool {
+pub(crate) fn is_id(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

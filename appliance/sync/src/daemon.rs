@@ -690,6 +690,8 @@ impl Daemon {
                 call_state: media.call_state,
                 outbox_depth: status.outbox_depth,
                 temperatures,
+                encoder_reason: media.encoder_reason,
+                call_stats: media.call_stats,
             })
         });
     }

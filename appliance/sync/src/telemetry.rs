@@ -44,11 +44,13 @@ pub fn temperatures(dir: &Path) -> Vec<Temperature> {
 }
 
 /// What kiosk-media says it uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MediaView {
     pub camera: Option<String>,
     pub encoder: Option<String>,
+    pub encoder_reason: Option<String>,
     pub call_state: CallState,
+    pub call_stats: Option<kiosk_protocol::telemetry::CallStats>,
 }
 
 /// Reads kiosk-media's properties (`Camera`, `Encoder`, `CallState`) if it is on the bus.
@@ -56,7 +58,9 @@ pub async fn media(conn: &zbus::Connection) -> MediaView {
     let none = MediaView {
         camera: None,
         encoder: None,
+        encoder_reason: None,
         call_state: CallState::Idle,
+        call_stats: None,
     };
     let read = async {
         // No property cache: it would watch for changes (and warn while kiosk-media is away).
@@ -82,6 +86,16 @@ pub async fn media(conn: &zbus::Connection) -> MediaView {
             .await
             .ok()
             .and_then(text);
+        let encoder_reason = proxy
+            .get_property::<String>("EncoderReason")
+            .await
+            .ok()
+            .and_then(text);
+        let call_stats = proxy
+            .get_property::<String>("Stats")
+            .await
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok());
         let call_state = match proxy
             .get_property::<String>("CallState")
             .await
@@ -94,7 +108,9 @@ pub async fn media(conn: &zbus::Connection) -> MediaView {
         Some(MediaView {
             camera,
             encoder,
+            encoder_reason,
             call_state,
+            call_stats,
         })
     };
     tokio::time::timeout(Duration::from_secs(1), read)

@@ -443,6 +443,8 @@ async fn main() {
                 call_state: CallState::Idle,
                 outbox_depth: 0,
                 temperatures: vec![],
+                encoder_reason: None,
+                call_stats: None,
             };
             let _ = d
                 .client
