@@ -45,6 +45,128 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Calls: place a test call, end the call, or show the call and media state.
+    Call {
+        #[command(subcommand)]
+        action: CallCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CallCmd {
+    /// Place a technician's test call to the organization's agents and wait until it is queued;
+    /// with --follow, keep printing what happens until it ends.
+    Test {
+        #[arg(long)]
+        follow: bool,
+        /// Give up waiting for the cloud after this many seconds.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+    /// End (or cancel) the current call.
+    End,
+    /// The call phase and id (kiosk-sync) and the media state (kiosk-media, if running).
+    Status,
+}
+
+/// What kiosk-sync and kiosk-media say about the call.
+async fn call_status(conn: &zbus::Connection, sync: &Sync1Proxy<'_>, json: bool) {
+    let phase = sync.call_phase().await.unwrap_or_default();
+    let call = sync.call_id().await.unwrap_or_default();
+    let media = async {
+        let m = kiosk_bus::Media1Proxy::builder(conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .ok()?;
+        Some((
+            m.call_state().await.ok()?,
+            m.camera().await.unwrap_or_default(),
+            m.encoder().await.unwrap_or_default(),
+            m.stats().await.unwrap_or_default(),
+        ))
+    };
+    let media = tokio::time::timeout(Duration::from_secs(2), media)
+        .await
+        .ok()
+        .flatten();
+    if json {
+        let m = media.as_ref().map(|(state, camera, encoder, stats)| {
+            serde_json::json!({
+                "call_state": state, "camera": camera, "encoder": encoder,
+                "stats": serde_json::from_str::<serde_json::Value>(stats).ok(),
+            })
+        });
+        println!(
+            "{}",
+            serde_json::json!({ "phase": phase, "call": call, "media": m })
+        );
+        return;
+    }
+    println!("phase:    {phase}");
+    println!("call:     {}", if call.is_empty() { "-" } else { &call });
+    match media {
+        Some((state, camera, encoder, stats)) => {
+            println!("media:    {state}");
+            println!("camera:   {camera}");
+            println!("encoder:  {encoder}");
+            if !stats.is_empty() {
+                println!("stats:    {stats}");
+            }
+        }
+        None => println!("media:    kiosk-media is not running"),
+    }
+}
+
+/// Places a test call and reports its progress.
+async fn test_call(sync: &Sync1Proxy<'_>, follow: bool, timeout: u64) -> Result<(), (u8, String)> {
+    use futures_lite::StreamExt;
+    let failed = |e: zbus::Error| match e {
+        zbus::Error::MethodError(_, Some(msg), _) => (1, msg),
+        other => (1, other.to_string()),
+    };
+    // Subscribe before placing, so no answer is missed.
+    let mut queued = sync.receive_call_queued().await.map_err(failed)?;
+    let mut accepted = sync.receive_call_accepted().await.map_err(failed)?;
+    let mut ended = sync.receive_call_ended().await.map_err(failed)?;
+    let request = sync.place_call("test", "").await.map_err(failed)?;
+    println!("test call placed (request {request})");
+    let mut call = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let waiting = tokio::time::sleep_until(deadline);
+        tokio::select! {
+            Some(q) = queued.next() => {
+                if let Ok(a) = q.args() {
+                    if a.request() == &request {
+                        call = a.call().to_string();
+                        println!("call {call} queued: the organization's available agents are ringing");
+                        if !follow {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Some(a) = accepted.next() => {
+                if let Ok(a) = a.args() {
+                    if a.call() == &call {
+                        println!("call {call} accepted by {}", a.agent());
+                    }
+                }
+            }
+            Some(e) = ended.next() => {
+                if let Ok(e) = e.args() {
+                    if e.request() == &request {
+                        println!("call {} ended: {} (by {})", e.call(), e.reason(), e.by());
+                        return if e.reason().starts_with("refused") { Err((1, format!("the call was {}", e.reason()))) } else { Ok(()) };
+                    }
+                }
+            }
+            _ = waiting, if call.is_empty() => {
+                return Err((4, format!("no answer from the cloud after {timeout} s")));
+            }
+        }
+    }
 }
 
 fn print_status(s: &SyncStatus, json: bool) {
@@ -168,6 +290,22 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 Err(_) => return Err((4, format!("not {state} after {timeout} s"))),
             }
         }
+        Cmd::Call { action } => match action {
+            CallCmd::Test { follow, timeout } => test_call(&sync, follow, timeout).await?,
+            CallCmd::End => {
+                let call = sync.call_id().await.map_err(failed)?;
+                let phase = sync.call_phase().await.map_err(failed)?;
+                if phase == "idle" {
+                    return Err((1, "no call to end".into()));
+                }
+                sync.end_call(&call, "hangup").await.map_err(failed)?;
+                println!(
+                    "call {} ended",
+                    if call.is_empty() { "(placing)" } else { &call }
+                );
+            }
+            CallCmd::Status => call_status(&conn, &sync, cli.json).await,
+        },
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use kiosk_bus::sync::{state, NAME, PATH};
 use kiosk_bus::BusAddress;
+use kiosk_protocol::call::{CallControl, DownSignal, EndReason};
 use kiosk_protocol::command::{Action, Command, CommandResult, Outcome, Service};
 use kiosk_protocol::provision::Hardware;
 use kiosk_protocol::renew::{RenewRequest, RenewResponse, RenewResult};
@@ -447,7 +448,14 @@ impl Daemon {
             if let Ok(mut w) = self.shared.wake.lock() {
                 *w = Some(link.wake.clone());
             }
+            if let Ok(mut l) = self.shared.live.lock() {
+                *l = Some(link.live_sender());
+            }
             let mut connected = link.connected.clone();
+            let mut call_tick = tokio::time::interval(Duration::from_secs(1));
+            call_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // kiosk-media leaving the bus ends a running call (it crashed or was stopped).
+            let mut media_gone = media_departures(&self.conn).await;
             let mut telemetry = tokio::time::interval(self.telemetry_interval());
             telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut renewal = tokio::time::interval(Duration::from_secs(3600));
@@ -457,6 +465,21 @@ impl Daemon {
                     Ok(()) = connected.changed() => {
                         let up = *connected.borrow_and_update();
                         self.set(|s| s.connected = up).await;
+                        if !up {
+                            let effects = self.shared.calls(|t| t.link_lost());
+                            service::carry_out(&self.conn, &self.shared, effects).await;
+                        }
+                    }
+                    _ = call_tick.tick() => {
+                        let effects = self.shared.calls(|t| t.tick(now_ms()));
+                        service::carry_out(&self.conn, &self.shared, effects).await;
+                    }
+                    Some(()) = next_departure(&mut media_gone) => {
+                        if self.shared.calls(|t| matches!(t.phase(), crate::calls::Phase::Accepted { .. })) {
+                            tracing::warn!("kiosk-media left the bus during a call; ending it");
+                            let effects = self.shared.calls(|t| t.end("", EndReason::MediaFailed));
+                            service::carry_out(&self.conn, &self.shared, effects).await;
+                        }
                     }
                     Some(msg) = inbound.recv() => {
                         match self.inbound(&device, msg).await {
@@ -486,6 +509,11 @@ impl Daemon {
             if let Ok(mut w) = self.shared.wake.lock() {
                 *w = None;
             }
+            if let Ok(mut l) = self.shared.live.lock() {
+                *l = None;
+            }
+            let effects = self.shared.calls(|t| t.link_lost());
+            service::carry_out(&self.conn, &self.shared, effects).await;
             self.set(|s| s.connected = false).await;
             match next {
                 Step::Stop => return Ok(Exit::Stopped),
@@ -701,8 +729,26 @@ impl Daemon {
             Down::Desired => self.desired(&msg.payload).await,
             Down::Cmd => self.command(&msg.payload).await,
             Down::Cert => self.certificate(device, &msg.payload),
-            // Call signalling is handled by the call work.
-            Down::Signal | Down::Call => Step::Continue,
+            Down::Call => {
+                match serde_json::from_slice::<CallControl>(&msg.payload) {
+                    Ok(c) => {
+                        let effects = self.shared.calls(|t| t.control(c));
+                        service::carry_out(&self.conn, &self.shared, effects).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable call control message dropped"),
+                }
+                Step::Continue
+            }
+            Down::Signal => {
+                match serde_json::from_slice::<DownSignal>(&msg.payload) {
+                    Ok(sig) => {
+                        let effects = self.shared.calls(|t| t.peer(sig));
+                        service::carry_out(&self.conn, &self.shared, effects).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable agent signal dropped"),
+                }
+                Step::Continue
+            }
         }
     }
 
@@ -1085,6 +1131,33 @@ async fn install_and_reboot(
             installed.version, installed.slot
         )
     })
+}
+
+type Departures = Option<zbus::fdo::NameOwnerChangedStream>;
+
+/// A stream of kiosk-media's name owner changes (none if the bus refuses the match rule).
+async fn media_departures(conn: &zbus::Connection) -> Departures {
+    let proxy = zbus::fdo::DBusProxy::new(conn).await.ok()?;
+    proxy
+        .receive_name_owner_changed_with_args(&[(0, kiosk_bus::media::NAME)])
+        .await
+        .ok()
+}
+
+/// The next time kiosk-media's name loses its owner; pending forever without a stream.
+async fn next_departure(stream: &mut Departures) -> Option<()> {
+    use futures_lite::StreamExt;
+    let Some(s) = stream.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        let change = s.next().await?;
+        if let Ok(args) = change.args() {
+            if args.new_owner().is_none() {
+                return Some(());
+            }
+        }
+    }
 }
 
 /// Puts a message in the outbox and wakes the link.

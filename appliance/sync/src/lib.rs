@@ -19,6 +19,7 @@
 //! zbus) and the `org.kioskcall.Sync1` D-Bus service come next.
 
 pub mod backoff;
+pub mod calls;
 pub mod daemon;
 pub mod desired;
 pub mod enroll;

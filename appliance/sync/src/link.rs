@@ -11,13 +11,16 @@
 //! - Re-subscribes to `kiosk/v1/{d}/down/#` on every connection and hands what arrives to the
 //!   caller.
 //! - Reconnects with full-jitter back-off (1 s to 60 s).
+//! - Live messages (call signalling, [`Link::send_live`]) go out at once, QoS 1, beside the
+//!   outbox and never stored: they are refused while the link is down and forgotten at a
+//!   disconnect, because a call cannot go on without the cloud anyway.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiosk_protocol::telemetry::{Presence, Status};
-use kiosk_protocol::topic::{Down, Topic};
+use kiosk_protocol::topic::{Down, Topic, Up};
 use kiosk_protocol::{DeviceId, Version};
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
 use rumqttc::v5::mqttbytes::QoS;
@@ -124,6 +127,37 @@ pub struct Link {
     pub wake: Arc<Notify>,
     /// `true` while connected.
     pub connected: watch::Receiver<bool>,
+    live: mpsc::Sender<(Up, Vec<u8>)>,
+}
+
+/// A live message could not be handed to the link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    #[error("not connected to the cloud")]
+    NotConnected,
+    #[error("too many messages waiting to be sent")]
+    Full,
+}
+
+/// Where live messages (outside the outbox) are handed to a running link; shared between the
+/// daemon, which swaps links, and the D-Bus service.
+#[derive(Debug, Clone)]
+pub struct LiveSender {
+    live: mpsc::Sender<(Up, Vec<u8>)>,
+    connected: watch::Receiver<bool>,
+}
+
+impl LiveSender {
+    /// Sends `payload` on `channel` now, QoS 1, if connected.
+    pub fn send(&self, channel: Up, payload: Vec<u8>) -> Result<(), LiveError> {
+        if !*self.connected.borrow() {
+            return Err(LiveError::NotConnected);
+        }
+        self.live.try_send((channel, payload)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LiveError::Full,
+            mpsc::error::TrySendError::Closed(_) => LiveError::NotConnected,
+        })
+    }
 }
 
 fn status(state: Presence) -> Vec<u8> {
@@ -135,6 +169,14 @@ fn status(state: Presence) -> Vec<u8> {
 }
 
 impl Link {
+    /// A handle that sends live messages through this link.
+    pub fn live_sender(&self) -> LiveSender {
+        LiveSender {
+            live: self.live.clone(),
+            connected: self.connected.clone(),
+        }
+    }
+
     /// Waits until the link task has ended (after `shutdown` flipped).
     pub async fn closed(&self) {
         let mut c = self.connected.clone();
@@ -169,14 +211,16 @@ impl Link {
         let (client, mut eventloop) = AsyncClient::new(opts, settings.max_in_flight * 2 + 8);
         let wake = Arc::new(Notify::new());
         let (connected_tx, connected_rx) = watch::channel(false);
+        let (live_tx, mut live_rx) = mpsc::channel::<(Up, Vec<u8>)>(256);
         let task_wake = wake.clone();
         let max_in_flight = settings.max_in_flight;
         tokio::spawn(async move {
             let mut backoff = Backoff::default();
-            // Sequence numbers handed to rumqttc, waiting for their packet id (in order).
-            let mut queued: VecDeque<u64> = VecDeque::new();
-            // Packet id → sequence number, waiting for the PUBACK.
-            let mut in_flight: HashMap<u16, u64> = HashMap::new();
+            // Publishes handed to rumqttc, waiting for their packet id, in order: an outbox
+            // entry's sequence number, or `None` for a live message.
+            let mut queued: VecDeque<Option<u64>> = VecDeque::new();
+            // Packet id → what it carries, waiting for the PUBACK.
+            let mut in_flight: HashMap<u16, Option<u64>> = HashMap::new();
             // The highest sequence number handed over on this connection.
             let mut sent_up_to: u64 = 0;
             let mut online = false;
@@ -199,7 +243,7 @@ impl Link {
                             break;
                         }
                         sent_up_to = entry.seq;
-                        queued.push_back(entry.seq);
+                        queued.push_back(Some(entry.seq));
                     }
                 }
                 tokio::select! {
@@ -213,6 +257,18 @@ impl Link {
                         return;
                     }
                     _ = task_wake.notified(), if online => {}
+                    Some((channel, payload)) = live_rx.recv() => {
+                        if online {
+                            let topic = Topic::Up(d.clone(), channel).name();
+                            if client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok() {
+                                queued.push_back(None);
+                            } else {
+                                tracing::warn!(device = %d, "live message dropped: the client queue is full");
+                            }
+                        } else {
+                            tracing::debug!(device = %d, "live message dropped: not connected");
+                        }
+                    }
                     event = eventloop.poll() => match event {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             online = true;
@@ -223,15 +279,16 @@ impl Link {
                             let _ = client.try_publish(status_topic.clone(), QoS::AtMostOnce, true, status(Presence::Online));
                             tracing::info!(device = %d, "connected");
                         }
-                        // Outbox entries are the only QoS 1 publishes, handed over in order: the
-                        // n-th packet id belongs to the n-th queued entry. (QoS 0 has id 0.)
+                        // Outbox entries and live messages are the only QoS 1 publishes, handed
+                        // over in order: the n-th packet id belongs to the n-th queued one. (QoS 0
+                        // has id 0.)
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => {
-                            if let Some(seq) = queued.pop_front() {
-                                in_flight.insert(pkid, seq);
+                            if let Some(what) = queued.pop_front() {
+                                in_flight.insert(pkid, what);
                             }
                         }
                         Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                            if let Some(seq) = in_flight.remove(&ack.pkid) {
+                            if let Some(Some(seq)) = in_flight.remove(&ack.pkid) {
                                 if let Ok(mut o) = outbox.lock() {
                                     if let Err(e) = o.ack(seq) {
                                         tracing::error!(error = %e, seq, "could not delete an acknowledged message");
@@ -271,6 +328,7 @@ impl Link {
         Ok(Link {
             wake,
             connected: connected_rx,
+            live: live_tx,
         })
     }
 }

@@ -2,16 +2,22 @@
 //!
 //! Methods answer from [`Shared`], the daemon's state; the daemon calls [`notify`] when that
 //! state changes so property watchers (the UI showing the activation code, `kioskctl`) hear it.
+//! Call control goes through [`crate::calls::CallTracker`]; [`carry_out`] sends what it
+//! decides to the cloud (live, beside the outbox) and emits the call signals.
 
 use std::sync::{Arc, Mutex};
 
 use kiosk_bus::sync::{state, PATH};
 use kiosk_bus::{KioskError, SyncStatus};
+use kiosk_protocol::call::{EndReason, UpSignal, UpSignalBody};
 use kiosk_protocol::topic::Up;
+use kiosk_protocol::{MessageId, UpHeader, Version};
 use tokio::sync::{watch, Notify};
 use zbus::object_server::SignalEmitter;
 
+use crate::calls::{CallError, CallTracker, Effect};
 use crate::desired::ConfigStore;
+use crate::link::{LiveError, LiveSender};
 use crate::outbox::{Retention, SqliteOutbox};
 
 /// Largest event body accepted over D-Bus.
@@ -30,6 +36,10 @@ pub struct Shared {
     pub wake: Mutex<Option<Arc<Notify>>>,
     /// Tokens given with `kioskctl enroll`.
     pub token: watch::Sender<Option<String>>,
+    /// The call, if any.
+    pub calls: Mutex<CallTracker>,
+    /// Sends live messages through the running link (none before enrollment).
+    pub live: Mutex<Option<LiveSender>>,
 }
 
 impl Shared {
@@ -57,6 +67,8 @@ impl Shared {
             config: Mutex::new(config),
             wake: Mutex::new(None),
             token: watch::channel(None).0,
+            calls: Mutex::new(CallTracker::default()),
+            live: Mutex::new(None),
         }
     }
 
@@ -80,6 +92,35 @@ impl Shared {
             s.outbox_records = d.total - d.droppable;
         }
         s
+    }
+
+    /// Runs `f` on the call tracker.
+    pub fn calls<T>(&self, f: impl FnOnce(&mut CallTracker) -> T) -> T {
+        match self.calls.lock() {
+            Ok(mut t) => f(&mut t),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Sends a signalling message to the cloud now (not through the outbox).
+    pub fn send_signal(&self, body: UpSignalBody) -> Result<(), LiveError> {
+        let live = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .ok_or(LiveError::NotConnected)?;
+        let at_ms = now_ms();
+        let id = MessageId::parse(&format!("sig-{:016x}", rand::random::<u64>()))
+            .map_err(|_| LiveError::Full)?;
+        let payload = serde_json::to_vec(&UpSignal {
+            v: Version::CURRENT,
+            // Live messages are outside the outbox's ordered stream: sequence 0.
+            header: UpHeader { id, seq: 0, at_ms },
+            body,
+        })
+        .map_err(|_| LiveError::Full)?;
+        live.send(Up::Signal, payload)
     }
 
     /// Wakes the link to send what was just queued.
@@ -199,6 +240,106 @@ impl SyncService {
         Ok(entry.id.as_str().to_string())
     }
 
+    async fn place_call(
+        &self,
+        kind: String,
+        language: String,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, KioskError> {
+        let request = format!("req-{:016x}", rand::random::<u64>());
+        let connected = self.shared.snapshot().connected;
+        let effects = self
+            .shared
+            .calls(|t| t.place(&kind, &language, request.clone(), connected, now_ms()))
+            .map_err(call_error)?;
+        for effect in effects {
+            if let Effect::Send(body) = effect {
+                if let Err(e) = self.shared.send_signal(body) {
+                    self.shared.calls(|t| t.end(&request, EndReason::Cancelled));
+                    return Err(KioskError::Failed(format!("could not place the call: {e}")));
+                }
+            }
+        }
+        let _ = self.call_phase_changed(&emitter).await;
+        tracing::info!(%request, %kind, "call placed");
+        Ok(request)
+    }
+
+    async fn send_signal(
+        &self,
+        call: String,
+        kind: String,
+        payload: String,
+    ) -> Result<(), KioskError> {
+        let effects = self
+            .shared
+            .calls(|t| t.send_signal(&call, &kind, &payload))
+            .map_err(call_error)?;
+        for effect in effects {
+            if let Effect::Send(body) = effect {
+                self.shared
+                    .send_signal(body)
+                    .map_err(|e| KioskError::Failed(format!("signal not sent: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn end_call(
+        &self,
+        call: String,
+        reason: String,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), KioskError> {
+        let reason = EndReason::parse(&reason);
+        let effects = self.shared.calls(|t| t.end(&call, reason));
+        carry_out(conn, &self.shared, effects).await;
+        Ok(())
+    }
+
+    #[zbus(signal)]
+    pub async fn call_queued(
+        emitter: &SignalEmitter<'_>,
+        request: &str,
+        call: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn call_accepted(
+        emitter: &SignalEmitter<'_>,
+        call: &str,
+        agent: &str,
+        ice_servers: &str,
+        expires_at_ms: i64,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn peer_signal(
+        emitter: &SignalEmitter<'_>,
+        call: &str,
+        kind: &str,
+        payload: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn call_ended(
+        emitter: &SignalEmitter<'_>,
+        call: &str,
+        request: &str,
+        reason: &str,
+        by: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    async fn call_phase(&self) -> String {
+        self.shared.calls(|t| t.view().0.to_string())
+    }
+
+    #[zbus(property)]
+    async fn call_id(&self) -> String {
+        self.shared.calls(|t| t.view().1)
+    }
+
     #[zbus(signal)]
     pub async fn config_changed(
         emitter: &SignalEmitter<'_>,
@@ -229,6 +370,84 @@ impl SyncService {
     #[zbus(property)]
     async fn config_version(&self) -> u64 {
         self.shared.snapshot().config_version
+    }
+}
+
+fn call_error(e: CallError) -> KioskError {
+    match e {
+        CallError::Invalid(m) => KioskError::InvalidArgument(m),
+        CallError::WrongState(m) => KioskError::WrongState(m),
+    }
+}
+
+/// Carries out what the call tracker decided: messages to the cloud, signals to the kiosk's
+/// services, and the `CallPhase`/`CallId` property changes.
+pub async fn carry_out(conn: &zbus::Connection, shared: &Shared, effects: Vec<Effect>) {
+    if effects.is_empty() {
+        return;
+    }
+    let iface = conn.object_server().interface::<_, SyncService>(PATH).await;
+    for effect in effects {
+        let emitted = match (&effect, &iface) {
+            (Effect::Send(body), _) => {
+                if let Err(e) = shared.send_signal(body.clone()) {
+                    tracing::warn!(error = %e, "call signalling message not sent");
+                }
+                Ok(())
+            }
+            (_, Err(e)) => Err(e.clone()),
+            (Effect::Queued { request, call }, Ok(i)) => {
+                tracing::info!(%request, %call, "call queued");
+                SyncService::call_queued(i.signal_emitter(), request, call).await
+            }
+            (
+                Effect::Accepted {
+                    call,
+                    agent,
+                    ice_servers,
+                    expires_at_ms,
+                },
+                Ok(i),
+            ) => {
+                tracing::info!(%call, %agent, "call accepted");
+                SyncService::call_accepted(
+                    i.signal_emitter(),
+                    call,
+                    agent,
+                    ice_servers,
+                    *expires_at_ms,
+                )
+                .await
+            }
+            (
+                Effect::Peer {
+                    call,
+                    kind,
+                    payload,
+                },
+                Ok(i),
+            ) => SyncService::peer_signal(i.signal_emitter(), call, kind, payload).await,
+            (
+                Effect::Ended {
+                    call,
+                    request,
+                    reason,
+                    by,
+                },
+                Ok(i),
+            ) => {
+                tracing::info!(%call, %request, %reason, %by, "call ended");
+                SyncService::call_ended(i.signal_emitter(), call, request, reason, by).await
+            }
+        };
+        if let Err(e) = emitted {
+            tracing::warn!(error = %e, "could not emit a call signal");
+        }
+    }
+    if let Ok(i) = iface {
+        let service = i.get().await;
+        let _ = service.call_phase_changed(i.signal_emitter()).await;
+        let _ = service.call_id_changed(i.signal_emitter()).await;
     }
 }
 

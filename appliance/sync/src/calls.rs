@@ -1,0 +1,530 @@
+//! The kiosk's side of call control: one call at a time, from "place" to "ended".
+//!
+//! [`CallTracker`] is the pure core: it takes what the local services ask for (`PlaceCall`,
+//! `SendSignal`, `EndCall` on D-Bus), what the cloud says (`down/call`, `down/signal`) and what
+//! happens around it (the link drops, kiosk-media leaves the bus, the cloud does not answer),
+//! and returns [`Effect`]s: messages for the cloud and D-Bus signals for the kiosk's services.
+//! The D-Bus service and the daemon carry the effects out.
+
+use std::time::Duration;
+
+use kiosk_bus::media::signal_kind;
+use kiosk_bus::sync::call_phase;
+use kiosk_protocol::call::{
+    CallControl, CallEvent, CallId, CallKind, DownSignal, EndReason, Party, PeerSignal, SdpType,
+    UpSignalBody,
+};
+
+/// How long a placed call waits for the cloud's first answer before it is given up.
+pub const PLACE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where the kiosk is with its call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Idle,
+    /// Sent `place`; waiting for `queued` or `refused`.
+    Placing {
+        request: String,
+        since_ms: i64,
+    },
+    Queued {
+        request: String,
+        call: CallId,
+    },
+    Accepted {
+        request: String,
+        call: CallId,
+    },
+}
+
+/// Something to do because of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send this to the cloud on `up/signal`.
+    Send(UpSignalBody),
+    /// Emit `CallQueued(request, call)`.
+    Queued { request: String, call: String },
+    /// Emit `CallAccepted(call, agent, ice_servers, expires_at_ms)`.
+    Accepted {
+        call: String,
+        agent: String,
+        ice_servers: String,
+        expires_at_ms: i64,
+    },
+    /// Emit `PeerSignal(call, kind, payload)`.
+    Peer {
+        call: String,
+        kind: &'static str,
+        payload: String,
+    },
+    /// Emit `CallEnded(call, request, reason, by)`.
+    Ended {
+        call: String,
+        request: String,
+        reason: String,
+        by: &'static str,
+    },
+}
+
+/// A request that does not fit the call's state or is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    WrongState(String),
+}
+
+fn party(p: Party) -> &'static str {
+    match p {
+        Party::Kiosk => "kiosk",
+        Party::Agent => "agent",
+        Party::Cloud => "cloud",
+    }
+}
+
+/// The payload of a `sdp` or `ice` signal on D-Bus, as JSON.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SdpPayload {
+    sdp_type: SdpType,
+    sdp: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IcePayload {
+    candidate: String,
+    sdp_mline_index: u32,
+}
+
+/// Turns a D-Bus `kind` and JSON `payload` into a signalling message for `call`.
+pub fn local_signal(call: &CallId, kind: &str, payload: &str) -> Result<UpSignalBody, CallError> {
+    let bad = |e: serde_json::Error| CallError::Invalid(format!("payload of a {kind} signal: {e}"));
+    let body = match kind {
+        signal_kind::SDP => {
+            let p: SdpPayload = serde_json::from_str(payload).map_err(bad)?;
+            UpSignalBody::Sdp {
+                call: call.clone(),
+                sdp_type: p.sdp_type,
+                sdp: p.sdp,
+            }
+        }
+        signal_kind::ICE => {
+            let p: IcePayload = serde_json::from_str(payload).map_err(bad)?;
+            UpSignalBody::Ice {
+                call: call.clone(),
+                candidate: p.candidate,
+                sdp_mline_index: p.sdp_mline_index,
+            }
+        }
+        other => {
+            return Err(CallError::Invalid(format!(
+                "kind {other:?}: \"sdp\" or \"ice\""
+            )))
+        }
+    };
+    body.check()
+        .map_err(|e| CallError::Invalid(e.to_string()))?;
+    Ok(body)
+}
+
+/// The kind and JSON payload of an agent's signal, for `PeerSignal`.
+pub fn peer_payload(signal: &PeerSignal) -> (&'static str, String) {
+    match signal {
+        PeerSignal::Sdp { sdp_type, sdp } => (
+            signal_kind::SDP,
+            serde_json::json!({ "sdp_type": sdp_type, "sdp": sdp }).to_string(),
+        ),
+        PeerSignal::Ice {
+            candidate,
+            sdp_mline_index,
+        } => (
+            signal_kind::ICE,
+            serde_json::json!({ "candidate": candidate, "sdp_mline_index": sdp_mline_index })
+                .to_string(),
+        ),
+    }
+}
+
+/// The call state machine.
+#[derive(Debug, Default)]
+pub struct CallTracker {
+    phase: Phase,
+}
+
+impl CallTracker {
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// `CallPhase` and `CallId` as D-Bus shows them.
+    pub fn view(&self) -> (&'static str, String) {
+        match &self.phase {
+            Phase::Idle => (call_phase::IDLE, String::new()),
+            Phase::Placing { .. } => (call_phase::PLACING, String::new()),
+            Phase::Queued { call, .. } => (call_phase::QUEUED, call.to_string()),
+            Phase::Accepted { call, .. } => (call_phase::ACCEPTED, call.to_string()),
+        }
+    }
+
+    /// The running call (queued or accepted), if any.
+    pub fn call(&self) -> Option<&CallId> {
+        match &self.phase {
+            Phase::Queued { call, .. } | Phase::Accepted { call, .. } => Some(call),
+            _ => None,
+        }
+    }
+
+    /// `PlaceCall`: only when idle and connected.
+    pub fn place(
+        &mut self,
+        kind: &str,
+        language: &str,
+        request: String,
+        connected: bool,
+        now_ms: i64,
+    ) -> Result<Vec<Effect>, CallError> {
+        let kind = CallKind::parse(kind).ok_or_else(|| {
+            CallError::Invalid(format!("kind {kind:?}: \"test\" or \"customer\""))
+        })?;
+        let language = language.trim();
+        if language.len() > 35
+            || !language
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(CallError::Invalid(format!(
+                "language {language:?}: a BCP 47 tag such as \"fr\" or \"ar-MA\", or empty"
+            )));
+        }
+        if !connected {
+            return Err(CallError::WrongState(
+                "not connected to the cloud; calls cannot start offline".into(),
+            ));
+        }
+        if self.phase != Phase::Idle {
+            return Err(CallError::WrongState(format!(
+                "a call is already {}",
+                self.view().0
+            )));
+        }
+        self.phase = Phase::Placing {
+            request: request.clone(),
+            since_ms: now_ms,
+        };
+        Ok(vec![Effect::Send(UpSignalBody::Place {
+            request,
+            kind,
+            language: (!language.is_empty()).then(|| language.to_string()),
+        })])
+    }
+
+    /// `SendSignal` from kiosk-media: only for the accepted call.
+    pub fn send_signal(
+        &self,
+        call: &str,
+        kind: &str,
+        payload: &str,
+    ) -> Result<Vec<Effect>, CallError> {
+        match &self.phase {
+            Phase::Accepted { call: c, .. } if c.as_str() == call => {
+                Ok(vec![Effect::Send(local_signal(c, kind, payload)?)])
+            }
+            _ => Err(CallError::WrongState(format!(
+                "call {call:?} is not the accepted call"
+            ))),
+        }
+    }
+
+    /// `EndCall` from a local service, or the kiosk ending the call for a reason of its own.
+    /// Ending a call that is not running is not an error (it may have ended already).
+    pub fn end(&mut self, call: &str, reason: EndReason) -> Vec<Effect> {
+        let (request, c) = match &self.phase {
+            Phase::Queued { request, call: c } | Phase::Accepted { request, call: c }
+                if call.is_empty() || c.as_str() == call =>
+            {
+                (request.clone(), c.clone())
+            }
+            Phase::Placing { request, .. } if call.is_empty() || call == request => {
+                // Not queued yet: the cloud's answer is handled (ended) when it comes.
+                let request = request.clone();
+                self.phase = Phase::Idle;
+                return vec![Effect::Ended {
+                    call: String::new(),
+                    request,
+                    reason: reason.as_str().to_string(),
+                    by: "kiosk",
+                }];
+            }
+            _ => return Vec::new(),
+        };
+        self.phase = Phase::Idle;
+        vec![
+            Effect::Send(UpSignalBody::End {
+                call: c.clone(),
+                reason,
+            }),
+            Effect::Ended {
+                call: c.to_string(),
+                request,
+                reason: reason.as_str().to_string(),
+                by: "kiosk",
+            },
+        ]
+    }
+
+    /// The link went down: the call cannot go on (the cloud ends it too, from the last will).
+    pub fn link_lost(&mut self) -> Vec<Effect> {
+        let (call, request) = match &self.phase {
+            Phase::Idle => return Vec::new(),
+            Phase::Placing { request, .. } => (String::new(), request.clone()),
+            Phase::Queued { request, call } | Phase::Accepted { request, call } => {
+                (call.to_string(), request.clone())
+            }
+        };
+        self.phase = Phase::Idle;
+        vec![Effect::Ended {
+            call,
+            request,
+            reason: EndReason::KioskOffline.as_str().to_string(),
+            by: "kiosk",
+        }]
+    }
+
+    /// Time passes: a placed call the cloud never answered is given up.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
+        match &self.phase {
+            Phase::Placing { request, since_ms }
+                if now_ms - since_ms >= PLACE_TIMEOUT.as_millis() as i64 =>
+            {
+                let request = request.clone();
+                self.phase = Phase::Idle;
+                vec![Effect::Ended {
+                    call: String::new(),
+                    request,
+                    reason: "refused: the cloud did not answer".into(),
+                    by: "kiosk",
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A `down/call` message.
+    pub fn control(&mut self, msg: CallControl) -> Vec<Effect> {
+        let mine = match &self.phase {
+            Phase::Placing { request, .. } => request == &msg.request,
+            Phase::Queued { call, .. } | Phase::Accepted { call, .. } => call == &msg.call,
+            Phase::Idle => false,
+        };
+        if !mine {
+            // A late answer for a call this kiosk no longer has: make sure the cloud ends it.
+            return match msg.event {
+                CallEvent::Queued | CallEvent::Accepted { .. } => {
+                    vec![Effect::Send(UpSignalBody::End {
+                        call: msg.call,
+                        reason: EndReason::Cancelled,
+                    })]
+                }
+                CallEvent::Refused { .. } | CallEvent::Ended { .. } => Vec::new(),
+            };
+        }
+        let request = msg.request.clone();
+        match msg.event {
+            CallEvent::Queued => {
+                if matches!(self.phase, Phase::Placing { .. }) {
+                    self.phase = Phase::Queued {
+                        request: request.clone(),
+                        call: msg.call.clone(),
+                    };
+                    vec![Effect::Queued {
+                        request,
+                        call: msg.call.to_string(),
+                    }]
+                } else {
+                    Vec::new()
+                }
+            }
+            CallEvent::Refused { reason } => {
+                self.phase = Phase::Idle;
+                vec![Effect::Ended {
+                    call: msg.call.to_string(),
+                    request,
+                    reason: format!("refused: {reason}"),
+                    by: "cloud",
+                }]
+            }
+            CallEvent::Accepted {
+                agent,
+                ice_servers,
+                expires_at_ms,
+            } => {
+                if matches!(self.phase, Phase::Accepted { .. }) {
+                    return Vec::new();
+                }
+                self.phase = Phase::Accepted {
+                    request,
+                    call: msg.call.clone(),
+                };
+                vec![Effect::Accepted {
+                    call: msg.call.to_string(),
+                    agent,
+                    ice_servers: serde_json::to_string(&ice_servers).unwrap_or_default(),
+                    expires_at_ms,
+                }]
+            }
+            CallEvent::Ended { reason, by } => {
+                self.phase = Phase::Idle;
+                vec![Effect::Ended {
+                    call: msg.call.to_string(),
+                    request,
+                    reason: reason.as_str().to_string(),
+                    by: party(by),
+                }]
+            }
+        }
+    }
+
+    /// A `down/signal` message: passed on only for the accepted call.
+    pub fn peer(&self, msg: DownSignal) -> Vec<Effect> {
+        match &self.phase {
+            Phase::Accepted { call, .. } if call == &msg.call => {
+                if let Err(e) = msg.body.check() {
+                    tracing::warn!(call = %call, error = %e, "agent signal dropped");
+                    return Vec::new();
+                }
+                let (kind, payload) = peer_payload(&msg.body);
+                vec![Effect::Peer {
+                    call: call.to_string(),
+                    kind,
+                    payload,
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kiosk_protocol::Version;
+
+    use super::*;
+
+    fn id(s: &str) -> CallId {
+        CallId::parse(s).unwrap()
+    }
+
+    fn control(call: &str, request: &str, event: CallEvent) -> CallControl {
+        CallControl {
+            v: Version::CURRENT,
+            call: id(call),
+            request: request.into(),
+            event,
+        }
+    }
+
+    #[test]
+    fn a_call_goes_from_place_to_end() {
+        let mut t = CallTracker::default();
+        assert!(t.place("test", "", "r1".into(), false, 0).is_err());
+        let e = t.place("test", "fr", "r1".into(), true, 0).unwrap();
+        assert!(
+            matches!(&e[0], Effect::Send(UpSignalBody::Place { request, .. }) if request == "r1")
+        );
+        assert!(t.place("test", "", "r2".into(), true, 0).is_err());
+        // Another request's answer is not ours: the cloud is told to end that call.
+        let e = t.control(control("call-other0001", "r9", CallEvent::Queued));
+        assert!(matches!(&e[0], Effect::Send(UpSignalBody::End { .. })));
+        let e = t.control(control("call-aaaabbbb", "r1", CallEvent::Queued));
+        assert_eq!(
+            e,
+            vec![Effect::Queued {
+                request: "r1".into(),
+                call: "call-aaaabbbb".into()
+            }]
+        );
+        assert!(t.send_signal("call-aaaabbbb", "ice", "{}").is_err());
+        let e = t.control(control(
+            "call-aaaabbbb",
+            "r1",
+            CallEvent::Accepted {
+                agent: "Ana".into(),
+                ice_servers: vec![],
+                expires_at_ms: 5,
+            },
+        ));
+        assert!(matches!(&e[0], Effect::Accepted { agent, .. } if agent == "Ana"));
+        assert_eq!(t.view(), ("accepted", "call-aaaabbbb".to_string()));
+        let e = t
+            .send_signal(
+                "call-aaaabbbb",
+                "ice",
+                r#"{"candidate":"candidate:1 1 UDP 1 10.0.0.1 5000 typ host","sdp_mline_index":0}"#,
+            )
+            .unwrap();
+        assert!(matches!(&e[0], Effect::Send(UpSignalBody::Ice { .. })));
+        assert!(t
+            .send_signal("call-aaaabbbb", "ice", r#"{"candidate":1}"#)
+            .is_err());
+        assert!(t.send_signal("call-aaaabbbb", "video", "{}").is_err());
+        assert!(t.send_signal("call-zzzzzzzz", "sdp", "{}").is_err());
+        // The agent's signals pass only for this call.
+        let sig = |call: &str| DownSignal {
+            v: Version::CURRENT,
+            call: id(call),
+            body: PeerSignal::Sdp {
+                sdp_type: SdpType::Answer,
+                sdp: "v=0".into(),
+            },
+        };
+        assert!(t.peer(sig("call-zzzzzzzz")).is_empty());
+        let e = t.peer(sig("call-aaaabbbb"));
+        assert!(
+            matches!(&e[0], Effect::Peer { kind: "sdp", payload, .. } if payload.contains("answer"))
+        );
+        let e = t.end("call-aaaabbbb", EndReason::Hangup);
+        assert_eq!(e.len(), 2);
+        assert_eq!(t.phase(), &Phase::Idle);
+        assert!(t.end("call-aaaabbbb", EndReason::Hangup).is_empty());
+    }
+
+    #[test]
+    fn refusals_timeouts_and_lost_links_end_the_call() {
+        let mut t = CallTracker::default();
+        t.place("customer", "", "r1".into(), true, 1_000).unwrap();
+        let e = t.control(control(
+            "call-aaaabbbb",
+            "r1",
+            CallEvent::Refused {
+                reason: "closed".into(),
+            },
+        ));
+        assert!(
+            matches!(&e[0], Effect::Ended { reason, by: "cloud", .. } if reason == "refused: closed")
+        );
+        t.place("customer", "", "r2".into(), true, 1_000).unwrap();
+        assert!(t.tick(1_000 + 1_000).is_empty());
+        assert!(matches!(&t.tick(1_000 + 15_000)[0], Effect::Ended { .. }));
+        assert_eq!(t.phase(), &Phase::Idle);
+        t.place("test", "", "r3".into(), true, 0).unwrap();
+        t.control(control("call-cccccccc", "r3", CallEvent::Queued));
+        let e = t.link_lost();
+        assert!(matches!(&e[0], Effect::Ended { reason, .. } if reason == "kiosk_offline"));
+        t.place("test", "", "r4".into(), true, 0).unwrap();
+        t.control(control("call-dddddddd", "r4", CallEvent::Queued));
+        let e = t.control(control(
+            "call-dddddddd",
+            "r4",
+            CallEvent::Ended {
+                reason: EndReason::Hangup,
+                by: Party::Agent,
+            },
+        ));
+        assert!(matches!(&e[0], Effect::Ended { by: "agent", .. }));
+        assert!(t.place("phone", "", "r5".into(), true, 0).is_err());
+        assert!(t.place("test", "fr; drop", "r5".into(), true, 0).is_err());
+    }
+}
