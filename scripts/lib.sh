@@ -28,8 +28,15 @@ ensure_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# The Debian packages every build needs (C toolchain for the bundled SQLite and ring).
-BUILD_PACKAGES=(build-essential pkg-config ca-certificates curl)
+# The Debian packages every build needs (C toolchain for the bundled SQLite and ring;
+# libclang for the v4l crate's bindings; GStreamer's headers for gstreamer-rs).
+BUILD_PACKAGES=(build-essential pkg-config ca-certificates curl libclang-dev
+    libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev)
+
+# What kiosk-media runs on: GStreamer 1.22 with plugins base/good/bad/ugly, libav (decoders)
+# and libnice (ICE for webrtcbin).
+MEDIA_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-tools)
 
 # ensure_rust: cargo from rustup; Debian 12's own rustc is too old for this workspace.
 ensure_rust() {

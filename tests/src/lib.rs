@@ -2,6 +2,7 @@
 //! real SQLite file) on free loopback ports, and an HTTPS client that trusts its CA.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod kiosk;
 
 use std::net::{SocketAddr, TcpListener};
