@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod kiosk;
+pub mod media;
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -203,6 +204,31 @@ impl Shop {
             device_port: cloud.broker.device_listen.port(),
             provision_port: cloud.broker.provision_listen.port(),
         }
+    }
+
+    /// Creates a staff user of the shop with `role` and the password `password` (already
+    /// chosen: the first sign-in's change is done here through the API).
+    pub async fn staff(&self, cloud: &Cloud, email: &str, name: &str, role: &str, password: &str) {
+        let (status, user) = self
+            .api(
+                cloud,
+                Method::POST,
+                "/api/v1/orgs/shop/users",
+                Some(json!({ "email": email, "name": name, "role": role })),
+            )
+            .await;
+        assert_eq!(status, 201, "{user}");
+        let first = user["initial_password"].as_str().unwrap();
+        let session = cloud.login(email, first).await;
+        let (status, body) = cloud
+            .call(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(&session),
+                Some(json!({ "current_password": first, "new_password": password })),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
     }
 
     /// Calls the API as the org admin.
