@@ -299,16 +299,17 @@ export class CallSession {
     this.timerEl = h('span', { class: 'call-timer', 'data-testid': 'call-timer', 'aria-label': 'Call duration' }, '0:00');
     this.noticeEl = h('div', { class: 'call-notices', 'data-testid': 'call-notice', 'aria-live': 'polite' });
 
-    const button = (testid, text, cls, onclick) =>
-      h('button', { type: 'button', class: `call-btn ${cls || ''}`, 'data-testid': testid, onclick }, text);
-    this.muteBtn = button('call-mute', 'Mute microphone', 'secondary', () => this.toggleMute());
+    // [word, more]: on a phone only the word shows; the name is always both.
+    const button = (testid, [word, more], cls, onclick) =>
+      h('button', { type: 'button', class: `call-btn ${cls || ''}`, 'data-testid': testid, onclick }, word, h('span', { class: 'call-btn-more' }, ` ${more}`));
+    this.muteBtn = button('call-mute', ['Mute', 'microphone'], 'secondary', () => this.toggleMute());
     this.muteBtn.setAttribute('aria-pressed', 'false');
-    this.cameraBtn = button('call-camera', 'Stop camera', 'secondary', () => this.toggleCamera());
+    this.cameraBtn = button('call-camera', ['Camera', 'off'], 'secondary', () => this.toggleCamera());
     this.cameraBtn.setAttribute('aria-pressed', 'false');
-    this.switchBtn = button('call-switch-camera', 'Switch camera', 'secondary', () => this.switchCamera());
+    this.switchBtn = button('call-switch-camera', ['Switch', 'camera'], 'secondary', () => this.switchCamera());
     this.switchBtn.hidden = true;
-    this.snapBtn = button('call-snapshot', 'Take snapshot', 'secondary', () => this.snapshot());
-    this.endBtn = button('call-end', 'End call', 'end', () => this.hangUp());
+    this.snapBtn = button('call-snapshot', ['Snapshot', 'of the video'], 'secondary', () => this.snapshot());
+    this.endBtn = button('call-end', ['End', 'call'], 'end', () => this.hangUp());
     this.returnLink = h('a', { href: '#/calls', class: 'call-return', 'data-testid': 'call-return' }, 'Back to the call');
 
     const q = (testid, label) => {

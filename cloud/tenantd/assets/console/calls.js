@@ -16,7 +16,7 @@
 //   data-testid="call-view"            the in-call view (data-call = the call id), with
 //     "call-remote-video", "call-local-video", "call-state" (data-state: connecting |
 //     connected | interrupted | failed), "call-timer", "call-notice", "call-mute" and
-//     "call-camera" (aria-pressed), "call-switch-camera", "call-snapshot", "call-end",
+//     "call-camera" (aria-pressed="true": muted, camera off), "call-switch-camera", "call-snapshot", "call-end",
 //     "call-quality" (data-path: host | srflx | relay) with "quality-bitrate", "quality-loss",
 //     "quality-fps", "quality-rtt", "quality-path", and "snapshot-status", "snapshot-error",
 //     "snapshots" / "snapshot" (thumbnails)
