@@ -13,9 +13,11 @@ use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
 
-/// The console's Content-Security-Policy.
+/// The console's Content-Security-Policy. `blob:` images are the call snapshots' thumbnails; the
+/// call's videos play from `srcObject` (a MediaStream, not a URL), which needs no `media-src`;
+/// `connect-src 'self'` covers the same-origin calls WebSocket (`wss:`) too.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
 form-action 'self'; object-src 'none'";
 
 struct Asset {
@@ -59,6 +61,16 @@ const ASSETS: &[Asset] = &[
         name: "sites.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/console/sites.js"),
+    },
+    Asset {
+        name: "calls.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/console/calls.js"),
+    },
+    Asset {
+        name: "call-view.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/console/call-view.js"),
     },
     Asset {
         name: "devices.js",

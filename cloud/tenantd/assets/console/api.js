@@ -1,4 +1,5 @@
 // The one way the console talks to tenantd: api(method, path, body).
+// `body` is sent as JSON, or as-is when it is a Blob.
 // Successful calls resolve to the parsed JSON body (or null for 204).
 // Failures reject with an ApiError carrying the server's code/message/field.
 
@@ -24,7 +25,11 @@ export function setAuthHandler(fn) {
 
 export async function api(method, path, body) {
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    // Binary uploads (e.g. a JPEG snapshot) go as they are, with their own type.
+    init.headers['Content-Type'] = body.type || 'application/octet-stream';
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }

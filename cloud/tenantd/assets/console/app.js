@@ -6,6 +6,7 @@ import { h, setChildren, roleLabel } from './ui.js';
 import * as pages from './pages.js';
 import * as sites from './sites.js';
 import * as devices from './devices.js';
+import * as calls from './calls.js';
 
 const main = document.getElementById('main');
 const header = document.getElementById('site-header');
@@ -19,6 +20,7 @@ let started = false; // until the first /me answer, start() does the routing
 
 const ORG_ADMIN = ['org_admin'];
 const SUPER = ['super_admin'];
+const CALL_TAKERS = ['agent', 'org_admin'];
 
 // path pattern → page. `roles` limits who may see it; `org` means an org is
 // needed (the org admin pages use me.org.slug).
@@ -26,6 +28,7 @@ const ROUTES = [
   { path: '/login', name: 'login', title: 'Sign in', page: pages.login, public: true },
   { path: '/password', name: 'password', title: 'Change password', page: pages.password },
   { path: '/', name: 'home', title: 'Home', page: pages.home },
+  { path: '/calls', name: 'calls', title: 'Calls', page: calls.page, roles: CALL_TAKERS, org: true },
   { path: '/orgs', name: 'orgs', title: 'Organizations', page: pages.orgs, roles: SUPER },
   { path: '/users', name: 'users', title: 'Users', page: pages.users, roles: ORG_ADMIN, org: true },
   { path: '/sites', name: 'sites', title: 'Sites', page: sites.list, roles: ORG_ADMIN, org: true },
@@ -41,6 +44,7 @@ const ROUTES = [
 // Header navigation per role.
 const NAV = {
   org_admin: [
+    ['/calls', 'Calls'],
     ['/users', 'Users'],
     ['/sites', 'Sites'],
     ['/devices', 'Devices'],
@@ -49,7 +53,7 @@ const NAV = {
     ['/audit', 'Audit'],
   ],
   super_admin: [['/orgs', 'Organizations']],
-  agent: [],
+  agent: [['/calls', 'Calls']],
 };
 
 function currentPath() {
@@ -97,6 +101,7 @@ function setMe(next) {
 // Global reaction to auth errors from any API call (see api.js).
 setAuthHandler((err) => {
   if (err.code === 'unauthenticated') {
+    calls.disconnect();
     if (currentPath() !== '/login') returnTo = currentPath();
     setMe(null);
     if (started) redirect('/login');
@@ -149,6 +154,7 @@ function renderHeader() {
 }
 
 async function signOut() {
+  calls.disconnect(); // hangs up a call and closes the calls socket while still signed in
   try {
     await api('POST', '/api/v1/auth/logout');
   } catch {
@@ -176,6 +182,8 @@ async function render() {
   }
   if (me && route.public) return redirect('/');
   if (mustChange() && route.name !== 'password') return redirect('/password');
+  // Agents work on the Calls page: it is their home.
+  if (route.name === 'home' && me.role === 'agent' && me.org) return redirect('/calls');
   if (route.roles && !(route.roles.includes(me.role) && (!route.org || me.org))) {
     return show(seq, 'forbidden', 'Not available', notAllowed());
   }

@@ -158,6 +158,7 @@ export async function home(ctx) {
     roleBlock = section(
       `Manage ${orgName}`,
       linkList([
+        ['#/calls', 'Calls', 'Take calls from the kiosks: availability, incoming calls, the video call.'],
         ['#/users', 'Users', 'Invite admins and agents, change roles, disable accounts.'],
         ['#/sites', 'Sites', 'Locations with their time zone, opening hours and holidays.'],
         ['#/settings', 'Settings', 'Call recording and how long recordings are kept.'],
