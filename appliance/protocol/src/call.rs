@@ -159,8 +159,7 @@ impl EndReason {
 
     /// Reads a reason as [`EndReason::as_str`] spells it; anything else is `Other`.
     pub fn parse(s: &str) -> EndReason {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .unwrap_or(EndReason::Other)
+        serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or(EndReason::Other)
     }
 }
 
@@ -276,7 +275,11 @@ pub struct TooLarge {
 
 impl std::fmt::Display for TooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} bytes; at most {}", self.what, self.bytes, self.max)
+        write!(
+            f,
+            "{}: {} bytes; at most {}",
+            self.what, self.bytes, self.max
+        )
     }
 }
 
@@ -298,9 +301,7 @@ impl PeerSignal {
     pub fn check(&self) -> Result<(), TooLarge> {
         match self {
             PeerSignal::Sdp { sdp, .. } => limit("sdp", sdp, MAX_SDP_BYTES),
-            PeerSignal::Ice { candidate, .. } => {
-                limit("candidate", candidate, MAX_CANDIDATE_BYTES)
-            }
+            PeerSignal::Ice { candidate, .. } => limit("candidate", candidate, MAX_CANDIDATE_BYTES),
         }
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! Why it exists: every organization (a retailer with shops) gets its users, roles, sites,
 //! settings and audit log here, and its agents and admins work in the web console it serves.
-//! Later issues add the device fleet (MQTT), OTP, routing and call signalling to the same
-//! process.
+//! The device fleet (MQTT) and live calls (the call registry, the agents' WebSocket and the
+//! kiosks' signalling) run in the same process; OTP and routing come later.
 //!
 //! Main types: [`store::SqliteStore`] (all persistence), [`tenancy::authorize`] (the one access
 //! decision), [`api::route_table`] (every route with its rule), [`console`] (embedded web UI),
-//! [`tls`] (HTTPS and the local CA), and [`Server`], which ties them together.
+//! [`tls`] (HTTPS and the local CA), [`calls::CallHub`] (live calls and signalling), and
+//! [`Server`], which ties them together.
 //!
 //! Threads and tasks: a multi-threaded tokio runtime serves HTTPS (axum over rustls); SQLite
 //! and argon2 work run on tokio's blocking pool, argon2 bounded by a semaphore, so request
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod calls;
 pub mod console;
 pub mod error;
 pub mod fleet;
@@ -102,6 +104,9 @@ pub struct ServeConfig {
     /// Where brokers fetch the CRLs, named in the device and claim certificates issued from now
     /// on; `None` names no distribution point.
     pub crl_base_url: Option<fleet::urls::CrlBaseUrl>,
+    /// Live calls: the agents' grace after a disconnection, the registry's clock, the
+    /// sessions' re-check on open sockets.
+    pub calls: calls::CallSettings,
 }
 
 impl ServeConfig {
@@ -118,6 +123,7 @@ impl ServeConfig {
             throttle: ThrottlePolicy::default(),
             fleet: None,
             crl_base_url: None,
+            calls: calls::CallSettings::default(),
         }
     }
 }
@@ -156,6 +162,7 @@ pub struct Server {
     pub fleet: Option<Arc<fleet::Fleet>>,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_calls: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
@@ -171,6 +178,11 @@ impl Server {
             store.clone(),
             pki.clone(),
         )?);
+        let calls = calls::CallHub::new(store.clone(), config.calls.clone());
+        let interrupted = calls.end_interrupted()?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "calls live at the last stop were ended");
+        }
         let fleet = match &config.fleet {
             Some(broker) => Some(Arc::new(
                 fleet::Fleet::start(
@@ -179,11 +191,17 @@ impl Server {
                     pki.clone(),
                     crls.clone(),
                     broker.clone(),
+                    calls.clone(),
                 )
                 .await?,
             )),
             None => None,
         };
+        if let Some(f) = &fleet {
+            calls.set_link(f.link.clone());
+        }
+        let (stop_calls, stop_calls_rx) = tokio::sync::watch::channel(false);
+        calls.spawn_ticker(stop_calls_rx);
         let tls = tls::load(&config.data_dir, &config.tls)?;
         let hasher = PasswordHasher::new(config.hash_cost)?;
         let hashing_slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
@@ -198,6 +216,7 @@ impl Server {
             pki,
             crls,
             data_dir: config.data_dir.clone(),
+            calls,
         };
         let app = app(state);
         let handle = axum_server::Handle::new();
@@ -230,11 +249,13 @@ impl Server {
             fleet,
             handle,
             task,
+            stop_calls,
         })
     }
 
     /// Stops accepting, gives requests in flight up to 10 s, and waits for the server to end.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop_calls.send(true);
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         let served = self
             .task

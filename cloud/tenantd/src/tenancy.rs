@@ -138,6 +138,9 @@ pub enum Access {
     Org(&'static [Role]),
     /// As [`Access::Org`], and super admins too (they see every organization's record itself).
     OrgOrSuperAdmin(&'static [Role]),
+    /// As [`Access::Org`], for signed-in users only (the session cookie), never an API token:
+    /// the agents' call WebSocket.
+    OrgSession(&'static [Role]),
 }
 
 /// What a handler learns from authorization.
@@ -204,7 +207,7 @@ pub fn authorize(
                 Err(ApiError::Forbidden)
             }
         }
-        Access::Org(roles) | Access::OrgOrSuperAdmin(roles) => {
+        Access::Org(roles) | Access::OrgOrSuperAdmin(roles) | Access::OrgSession(roles) => {
             let slug = org_in_path.ok_or_else(|| ApiError::internal("org route without {org}"))?;
             if principal.role == Role::SuperAdmin {
                 return if matches!(access, Access::OrgOrSuperAdmin(_)) {
@@ -221,6 +224,11 @@ pub fn authorize(
                 _ => return Err(ApiError::NotFound),
             };
             if !roles.contains(&principal.role) {
+                return Err(ApiError::Forbidden);
+            }
+            if matches!(access, Access::OrgSession(_))
+                && matches!(principal.actor, Actor::ApiToken { .. })
+            {
                 return Err(ApiError::Forbidden);
             }
             Ok(Authorized {
@@ -313,6 +321,33 @@ mod tests {
         assert!(matches!(
             authorize(Access::Org(ADMINS), Some(admin), Some("a")),
             Err(ApiError::PasswordChangeRequired)
+        ));
+    }
+
+    #[test]
+    fn session_org_routes_refuse_api_tokens_and_other_orgs() {
+        const STAFF: &[Role] = &[Role::OrgAdmin, Role::Agent];
+        let agent = user(Role::Agent, Some("a"), false);
+        assert!(authorize(Access::OrgSession(STAFF), Some(agent.clone()), Some("a")).is_ok());
+        assert!(matches!(
+            authorize(Access::OrgSession(STAFF), Some(agent), Some("b")),
+            Err(ApiError::NotFound)
+        ));
+        let token = Principal {
+            actor: Actor::ApiToken {
+                id: 3,
+                name: "ci".into(),
+            },
+            role: Role::Agent,
+            org: Some(OrgRef {
+                id: 7,
+                slug: "a".into(),
+                name: "a".into(),
+            }),
+        };
+        assert!(matches!(
+            authorize(Access::OrgSession(STAFF), Some(token), Some("a")),
+            Err(ApiError::Forbidden)
         ));
     }
 

@@ -44,6 +44,12 @@ const SIGNED_IN: &[Who] = &[
 const SESSIONS: &[Who] = &[Who::SuperAdmin, Who::OrgAdmin, Who::Agent];
 const ROOT: &[Who] = &[Who::SuperAdmin];
 const ADMINS: &[Who] = &[Who::OrgAdmin, Who::AdminToken];
+/// Admins (users and tokens) and agents signed in: who sees calls (agents their own).
+const CALL_STAFF: &[Who] = &[Who::OrgAdmin, Who::AdminToken, Who::Agent];
+/// Signed-in staff, no tokens: the call WebSocket.
+const STAFF_SESSIONS: &[Who] = &[Who::OrgAdmin, Who::Agent];
+/// The agent who accepted the call.
+const CALL_AGENT: &[Who] = &[Who::Agent];
 const MEMBERS_AND_ROOT: &[Who] = &[
     Who::SuperAdmin,
     Who::OrgAdmin,
@@ -62,6 +68,10 @@ enum Target {
     EnrollmentToken,
     Device,
     ActivationCode,
+    /// A call the organization's matrix agent accepted (`{call}`).
+    Call,
+    /// A snapshot the matrix agent took of such a call (`{call}` and `{id}`).
+    Snapshot,
 }
 
 /// What a body is made from.
@@ -81,6 +91,10 @@ struct Expect {
     body: fn(&BodyCtx) -> Option<Value>,
     /// The call ends or changes the caller's own session: use a fresh caller for it.
     fresh_caller: bool,
+    /// A body that is not JSON: its media type and bytes.
+    raw: Option<(&'static str, &'static [u8])>,
+    /// A WebSocket upgrade: sent with the upgrade headers, and only its status is read.
+    upgrade: bool,
 }
 
 fn no_body(_: &BodyCtx) -> Option<Value> {
@@ -102,6 +116,8 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
                 target,
                 body,
                 fresh_caller,
+                raw: None,
+                upgrade: false,
             },
         );
     };
@@ -380,8 +396,68 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
             )
         },
     );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/ice",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::PUT,
+        "/api/v1/orgs/{org}/ice",
+        ADMINS,
+        T::None,
+        |c| Some(json!({ "stun_urls": [format!("stun:stun{}.example.test:3478", c.n)] })),
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/calls",
+        CALL_STAFF,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/calls/ws",
+        STAFF_SESSIONS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/calls/{call}/snapshots",
+        CALL_AGENT,
+        T::Call,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/calls/{call}/snapshots",
+        CALL_STAFF,
+        T::Call,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/calls/{call}/snapshots/{id}",
+        CALL_STAFF,
+        T::Snapshot,
+        no_body,
+    );
+    if let Some(e) = t.get_mut(&(
+        Method::POST.to_string(),
+        "/api/v1/orgs/{org}/calls/{call}/snapshots",
+    )) {
+        e.raw = Some(("image/png", PNG));
+    }
+    if let Some(e) = t.get_mut(&(Method::GET.to_string(), "/api/v1/orgs/{org}/calls/ws")) {
+        e.upgrade = true;
+    }
     t
 }
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR";
 
 /// The callers of one organization (plus the platform's super admin and anonymous).
 struct Callers {
@@ -498,7 +574,118 @@ async fn make_target(
             body["id"].to_string()
         }
         Target::Token => cloud.token(admin, org, "agent").await.0.to_string(),
+        Target::Call => make_call(cloud, org, site),
+        Target::Snapshot => {
+            let call = make_call(cloud, org, site);
+            let scope = tenantd::tenancy::OrgScope::trusted_internal(org.clone());
+            let agent = matrix_agent(cloud, org);
+            let snap = cloud
+                .store
+                .blocking(|db| {
+                    db.add_snapshot(
+                        &scope,
+                        &tenantd::store::By::new("test"),
+                        &call,
+                        agent,
+                        "image/png",
+                        PNG,
+                    )
+                })
+                .unwrap();
+            format!("{call}/{}", snap.id)
+        }
     }
+}
+
+/// The user id of the organization's matrix agent (`agent@<slug>.example`).
+fn matrix_agent(cloud: &TestCloud, org: &OrgRef) -> i64 {
+    let email = format!("agent@{}.example", org.slug);
+    cloud
+        .store
+        .blocking(|db| db.login_record(&email))
+        .unwrap()
+        .unwrap()
+        .user_id
+}
+
+/// A call of a new kiosk of `org`, accepted by the matrix agent and still running.
+fn make_call(cloud: &TestCloud, org: &OrgRef, site: i64) -> String {
+    use kiosk_protocol::call::CallKind;
+    use tenantd::calls::registry::{new_call_id, CallRecord, CallState};
+    let device = cloud.add_device(org, site);
+    let now = jiff::Timestamp::now().as_millisecond();
+    let record = CallRecord {
+        id: new_call_id(),
+        org_id: org.id,
+        site_id: Some(site),
+        device_id: device,
+        kind: CallKind::Test,
+        request: "matrix".into(),
+        state: CallState::Accepted,
+        agent_id: Some(matrix_agent(cloud, org)),
+        placed_at_ms: now,
+        accepted_at_ms: Some(now),
+        ended_at_ms: None,
+        end_reason: None,
+        ended_by: None,
+        refused_reason: None,
+        rev: 1,
+    };
+    cloud.store.blocking(|db| db.save_call(&record)).unwrap();
+    record.id.as_str().to_string()
+}
+
+fn with_cred(mut req: reqwest::RequestBuilder, cred: &Cred) -> reqwest::RequestBuilder {
+    match cred {
+        Cred::None => {}
+        Cred::Cookie(c) => req = req.header("cookie", format!("__Host-kc_session={c}")),
+        Cred::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
+    }
+    req
+}
+
+/// A request with a body that is not JSON.
+async fn raw(
+    cloud: &TestCloud,
+    method: Method,
+    path: &str,
+    cred: &Cred,
+    media: &str,
+    bytes: &[u8],
+) -> (u16, Value) {
+    let req = cloud
+        .client
+        .request(method, format!("{}{path}", cloud.base))
+        .header("content-type", media)
+        .body(bytes.to_vec());
+    let r = with_cred(req, cred).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A WebSocket upgrade request: only the status is read (101 when it is accepted).
+async fn upgrade(cloud: &TestCloud, path: &str, cred: &Cred) -> (u16, Value) {
+    let req = cloud
+        .client
+        .get(format!("{}{path}", cloud.base))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let r = with_cred(req, cred).send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 101 {
+        return (status, Value::Null);
+    }
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,10 +762,19 @@ async fn every_route_as_every_role_for_every_tenant() {
                     exp.target,
                 )
                 .await;
+                let (call_id, snap_id) = match exp.target {
+                    Target::Call => (id.clone(), String::new()),
+                    Target::Snapshot => {
+                        let (c, s) = id.split_once('/').unwrap();
+                        (c.to_string(), s.to_string())
+                    }
+                    _ => (String::new(), id.clone()),
+                };
                 let path = route
                     .path
                     .replace("{org}", &path_org.slug)
-                    .replace("{id}", &id)
+                    .replace("{call}", &call_id)
+                    .replace("{id}", &snap_id)
                     .replace("{device}", &id);
                 let ctx = BodyCtx {
                     n,
@@ -590,9 +786,15 @@ async fn every_route_as_every_role_for_every_tenant() {
                 } else {
                     a.creds[who].clone()
                 };
-                let (status, body) = cloud
-                    .call(route.method.clone(), &path, &cred, (exp.body)(&ctx))
-                    .await;
+                let (status, body) = if exp.upgrade {
+                    upgrade(&cloud, &path, &cred).await
+                } else if let Some((media, bytes)) = exp.raw {
+                    raw(&cloud, route.method.clone(), &path, &cred, media, bytes).await
+                } else {
+                    cloud
+                        .call(route.method.clone(), &path, &cred, (exp.body)(&ctx))
+                        .await
+                };
                 tried += 1;
                 let super_sees_all = *who == Who::SuperAdmin;
                 let should_allow = exp.allowed.contains(who)

@@ -77,6 +77,7 @@ async fn setup() -> Setup {
         LinkSettings::managed(&files, settings.service_listen).unwrap(),
         store.clone(),
         pki.clone(),
+        tenantd::calls::CallHub::new(store.clone(), Default::default()),
         stop_rx,
     )
     .unwrap();

@@ -7,6 +7,7 @@
 //! table holds the public CRLs under `/pki/v1`.
 
 mod auth;
+mod calls;
 mod extract;
 mod fields;
 mod fleet;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub crls: Arc<crate::fleet::crl::CrlPublisher>,
     /// The data directory.
     pub data_dir: std::path::PathBuf,
+    /// Live calls: the registry shared with the fleet link.
+    pub calls: crate::calls::CallHub,
 }
 
 impl AppState {
@@ -99,7 +102,16 @@ pub struct RouteSpec {
     pub summary: &'static str,
     /// The status of a successful answer.
     pub success: StatusCode,
+    /// The largest body accepted, when not [`crate::MAX_BODY`].
+    pub body_limit: Option<usize>,
     handler: MethodRouter<AppState>,
+}
+
+impl RouteSpec {
+    fn with_body_limit(mut self, limit: usize) -> Self {
+        self.body_limit = Some(limit);
+        self
+    }
 }
 
 fn route<H, T>(
@@ -129,6 +141,7 @@ where
         access,
         summary,
         success,
+        body_limit: None,
         handler: on(filter, handler),
     }
 }
@@ -480,6 +493,63 @@ pub fn route_table() -> Vec<RouteSpec> {
             "Send a command: reboot, restart_service, rotate_certificate, factory_reset, update",
             fleet::send_device_command,
         ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/ice",
+            Org(ADMIN),
+            OK,
+            "The organization's ICE settings (STUN/TURN URLs, whether a TURN secret is set, longest call)",
+            calls::get_ice,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/orgs/{org}/ice",
+            Org(ADMIN),
+            OK,
+            "Replace the ICE settings (the TURN secret is write-only)",
+            calls::put_ice,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/calls",
+            Org(STAFF),
+            OK,
+            "Calls, newest first: admins see the organization's, agents their own",
+            calls::list_calls,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/calls/ws",
+            OrgSession(STAFF),
+            StatusCode::SWITCHING_PROTOCOLS,
+            "The agents' call WebSocket (signed-in session only; see docs/calls.md)",
+            calls::calls_ws,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/calls/{call}/snapshots",
+            Org(STAFF),
+            CREATED,
+            "Store a snapshot (JPEG or PNG, at most 2 MiB) of a call the caller accepted",
+            calls::post_snapshot,
+        )
+        .with_body_limit(calls::MAX_SNAPSHOT_BYTES),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/calls/{call}/snapshots",
+            Org(STAFF),
+            OK,
+            "A call's snapshots: admins see all, agents those they took",
+            calls::list_snapshots,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/calls/{call}/snapshots/{id}",
+            Org(STAFF),
+            OK,
+            "One snapshot's image (admins, and the agent who took it)",
+            calls::get_snapshot,
+        ),
     ]
 }
 
@@ -487,7 +557,11 @@ pub fn route_table() -> Vec<RouteSpec> {
 pub fn router(state: AppState) -> Router<AppState> {
     let mut router = Router::new();
     for spec in route_table() {
-        let gated = spec.handler.layer(middleware::from_fn_with_state(
+        let mut handler = spec.handler;
+        if let Some(limit) = spec.body_limit {
+            handler = handler.layer(axum::extract::DefaultBodyLimit::max(limit));
+        }
+        let gated = handler.layer(middleware::from_fn_with_state(
             (state.clone(), spec.access),
             gate,
         ));
@@ -530,6 +604,9 @@ async fn gate(
             Some(c) => {
                 if matches!(c, Credential::Cookie(_)) {
                     reject_cross_site(&parts)?;
+                    if matches!(access, Access::OrgSession(_)) {
+                        reject_foreign_upgrade(&parts)?;
+                    }
                 }
                 resolve(&state, c).await?
             }
@@ -617,6 +694,32 @@ fn reject_cross_site(parts: &axum::http::request::Parts) -> Result<(), ApiError>
         Ok(())
     } else {
         Err(ApiError::Forbidden)
+    }
+}
+
+/// A WebSocket is opened with a GET, which [`reject_cross_site`] lets through: for session
+/// routes the browser's `Sec-Fetch-Site` must say same-origin and the `Origin`, when sent, must
+/// be this host, so another site's page cannot open an agent's socket with its cookie.
+fn reject_foreign_upgrade(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    let site = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("same-origin");
+    if !matches!(site, "same-origin" | "none") {
+        return Err(ApiError::Forbidden);
+    }
+    let Some(origin) = parts.headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    match (origin.to_str().ok(), host) {
+        (Some(origin), Some(host)) if origin == format!("https://{host}") => Ok(()),
+        _ => Err(ApiError::Forbidden),
     }
 }
 

@@ -41,14 +41,26 @@ fn request_body(method: &Method, path: &str) -> Option<&'static str> {
         ("POST", "/api/v1/orgs/{org}/devices/claim") => "ClaimDeviceInput",
         ("PUT", "/api/v1/orgs/{org}/devices/{device}/config") => "DeviceSettings",
         ("POST", "/api/v1/orgs/{org}/devices/{device}/commands") => "CommandInput",
+        ("PUT", "/api/v1/orgs/{org}/ice") => "IceInput",
+        ("POST", "/api/v1/orgs/{org}/calls/{call}/snapshots") => "Snapshot",
         _ => return None,
     })
 }
 
 /// The media type of a route's successful answer, when it is not JSON.
 fn success_media(path: &str) -> Option<&'static str> {
-    path.starts_with("/pki/")
-        .then_some("application/x-pem-file")
+    if path.starts_with("/pki/") {
+        Some("application/x-pem-file")
+    } else if path.ends_with("/snapshots/{id}") {
+        Some("image/*")
+    } else {
+        None
+    }
+}
+
+/// Request bodies that are not JSON: their media types.
+fn raw_body(schema: &str) -> Option<&'static [&'static str]> {
+    (schema == "Snapshot").then_some(&["image/jpeg", "image/png"][..])
 }
 
 fn access_text(access: Access) -> String {
@@ -63,6 +75,10 @@ fn access_text(access: Access) -> String {
         Access::OrgOrSuperAdmin(rs) => {
             format!("super_admin, or members of {{org}} with role {}", roles(rs))
         }
+        Access::OrgSession(rs) => format!(
+            "signed-in members of {{org}} (session cookie, same origin; no API token) with role {}",
+            roles(rs)
+        ),
     }
 }
 
@@ -168,6 +184,18 @@ fn components() -> Value {
                     "service": { "type": "string", "enum": ["kiosk-sync", "kiosk-media", "kiosk-ui", "kiosk-browser"] },
                     "url": string(), "sha256": string(), "version": string(), "size": { "type": "integer" },
                     "expires_in_s": { "type": "integer", "minimum": 10, "maximum": 604800 } } },
+            "IceInput": { "type": "object", "additionalProperties": false,
+                "properties": {
+                    "stun_urls": { "type": "array", "maxItems": 8, "items": { "type": "string",
+                        "description": "stun:host[:port] or stuns:host[:port]" } },
+                    "turn_urls": { "type": "array", "maxItems": 8, "items": { "type": "string",
+                        "description": "turn:host[:port][?transport=udp|tcp] or turns:…" } },
+                    "turn_secret": { "type": "string", "description":
+                        "the TURN server's static-auth-secret (16 to 256 characters); omit to keep it, empty to remove it; never shown again" },
+                    "max_call_s": { "type": "integer", "minimum": 60, "maximum": 43200,
+                        "description": "the longest call, in seconds (7200 by default)" } } },
+            "Snapshot": { "type": "string", "format": "binary", "maxLength": 2097152,
+                "description": "a JPEG or PNG image, at most 2 MiB" },
             "NewTokenInput": { "type": "object", "required": ["name", "role"], "additionalProperties": false,
                 "properties": { "name": string(), "role": staff_role,
                     "expires_in_days": { "type": "integer", "minimum": 1, "maximum": 3650 } } }
@@ -195,7 +223,7 @@ pub fn build() -> Value {
             op["responses"][spec.success.as_str()]["content"] =
                 json!({ media: { "schema": { "type": "string" } } });
         }
-        let params: Vec<Value> = ["org", "id", "device"]
+        let params: Vec<Value> = ["org", "id", "device", "call"]
             .iter()
             .filter(|p| spec.path.contains(&format!("{{{p}}}")))
             .map(|p| {
@@ -207,8 +235,24 @@ pub fn build() -> Value {
             op["parameters"] = Value::Array(params);
         }
         if let Some(schema) = request_body(&spec.method, spec.path) {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": {
-                "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+            let reference = json!({ "$ref": format!("#/components/schemas/{schema}") });
+            let content: Map<String, Value> = match raw_body(schema) {
+                Some(types) => types
+                    .iter()
+                    .map(|t| (t.to_string(), json!({ "schema": reference.clone() })))
+                    .collect(),
+                None => Map::from_iter([(
+                    "application/json".to_string(),
+                    json!({ "schema": reference }),
+                )]),
+            };
+            op["requestBody"] = json!({ "required": true, "content": content });
+        }
+        if spec.success == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+            op["description"] = json!(
+                "A WebSocket (RFC 6455): send the upgrade headers. The \
+                frames are JSON objects with a `type`, as docs/calls.md describes."
+            );
         }
         let entry = paths
             .entry(spec.path.to_string())

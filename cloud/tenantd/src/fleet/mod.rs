@@ -110,6 +110,7 @@ impl Fleet {
         pki: Arc<FleetPki>,
         crls: Arc<CrlPublisher>,
         broker: FleetBroker,
+        calls: crate::calls::CallHub,
     ) -> Result<Fleet, FleetError> {
         let (stop, stop_rx) = watch::channel(false);
         let (backend, link_settings) = match broker {
@@ -137,8 +138,14 @@ impl Fleet {
                 (Backend::External { broker: external }, link)
             }
         };
-        let link = FleetLink::start(link_settings, store.clone(), pki.clone(), stop_rx.clone())
-            .map_err(FleetError::Link)?;
+        let link = FleetLink::start(
+            link_settings,
+            store.clone(),
+            pki.clone(),
+            calls,
+            stop_rx.clone(),
+        )
+        .map_err(FleetError::Link)?;
         let fleet = Fleet {
             pki,
             link,

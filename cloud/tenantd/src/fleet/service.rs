@@ -8,7 +8,9 @@
 //! keeps each device's messages in order.
 //!
 //! What it handles: provisioning requests (token or activation code), device events, reported
-//! config and command results (into the message log), telemetry (newest kept) and presence.
+//! config and command results (into the message log), telemetry (newest kept), presence, and
+//! call signalling (`up/signal`, handed to the call registry; a kiosk going offline ends its
+//! call).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use super::broker::{BrokerFiles, SERVICE_IDENTITY};
 use super::pki::{FleetPki, DEVICE_CERT_DAYS};
 use crate::auth::tokens;
+use crate::calls::CallHub;
 use crate::store::{NewDevice, SqliteStore, StoreError};
 
 /// How long an activation code shown on a kiosk's screen stays valid.
@@ -374,6 +377,7 @@ pub fn handle_renew(
 pub fn handle_up(
     store: &SqliteStore,
     pki: &FleetPki,
+    calls: &CallHub,
     device: &DeviceId,
     channel: Up,
     payload: &[u8],
@@ -400,7 +404,7 @@ pub fn handle_up(
             return Ok(Vec::new());
         }
         Up::Csr => return handle_renew(store, pki, device, payload, now),
-        Up::Signal => return Ok(Vec::new()),
+        Up::Signal => return calls.handle_up_signal(device, payload, crate::calls::now_ms()),
     };
     match header {
         Ok(h) => {
@@ -459,6 +463,7 @@ pub fn handle_up(
 pub fn handle(
     store: &SqliteStore,
     pki: &FleetPki,
+    calls: &CallHub,
     topic_name: &str,
     payload: &[u8],
     now: i64,
@@ -467,11 +472,16 @@ pub fn handle(
         Some(Topic::ProvisionRequest(claim_cn)) => {
             handle_provision(store, pki, &claim_cn, payload, now)
         }
-        Some(Topic::Up(device, channel)) => handle_up(store, pki, &device, channel, payload, now),
+        Some(Topic::Up(device, channel)) => {
+            handle_up(store, pki, calls, &device, channel, payload, now)
+        }
         Some(Topic::Status(device)) => {
             if let Ok(status) = serde_json::from_slice::<Status>(payload) {
                 let online = status.state == Presence::Online;
                 store.blocking(|db| db.set_presence(device.as_str(), online, now))?;
+                if !online {
+                    return calls.kiosk_offline(device.as_str(), crate::calls::now_ms());
+                }
             }
             Ok(Vec::new())
         }
@@ -628,6 +638,7 @@ impl FleetLink {
         settings: LinkSettings,
         store: SqliteStore,
         pki: Arc<FleetPki>,
+        calls: CallHub,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<FleetLink, String> {
         let mut opts = MqttOptions::new(
@@ -651,10 +662,10 @@ impl FleetLink {
             while let Some(publish) = work_rx.recv().await {
                 let topic = String::from_utf8_lossy(&publish.topic).to_string();
                 let payload = publish.payload.to_vec();
-                let (store, pki) = (store.clone(), pki.clone());
+                let (store, pki, calls) = (store.clone(), pki.clone(), calls.clone());
                 let now = crate::store::now_unix();
                 let result = tokio::task::spawn_blocking(move || {
-                    handle(&store, &pki, &topic, &payload, now)
+                    handle(&store, &pki, &calls, &topic, &payload, now)
                 })
                 .await;
                 match result {

@@ -203,4 +203,49 @@ ALTER TABLE device_certs ADD COLUMN renew_request TEXT;
 CREATE UNIQUE INDEX device_certs_renew ON device_certs(device_id, renew_request)
     WHERE renew_request IS NOT NULL;
 "#,
+    // 4: calls (one row per placed call, written as it changes), the organizations' ICE
+    // settings (STUN/TURN URLs, the TURN shared secret, the longest call) and the snapshots
+    // agents take during calls.
+    r#"
+CREATE TABLE calls (
+    id              TEXT PRIMARY KEY,
+    org_id          INTEGER NOT NULL REFERENCES orgs(id),
+    site_id         INTEGER REFERENCES sites(id) ON DELETE SET NULL,
+    device_id       TEXT NOT NULL REFERENCES devices(id),
+    kind            TEXT NOT NULL CHECK (kind IN ('test', 'customer')),
+    request_id      TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('ringing', 'accepted', 'ended', 'refused')),
+    agent_id        INTEGER REFERENCES users(id),
+    placed_at_ms    INTEGER NOT NULL,
+    accepted_at_ms  INTEGER,
+    ended_at_ms     INTEGER,
+    end_reason      TEXT,
+    ended_by        TEXT CHECK (ended_by IN ('kiosk', 'agent', 'cloud')),
+    refused_reason  TEXT,
+    rev             INTEGER NOT NULL
+);
+CREATE INDEX calls_org ON calls(org_id, placed_at_ms);
+CREATE INDEX calls_agent ON calls(org_id, agent_id, placed_at_ms);
+
+CREATE TABLE org_ice (
+    org_id      INTEGER PRIMARY KEY REFERENCES orgs(id),
+    stun_urls   TEXT NOT NULL,
+    turn_urls   TEXT NOT NULL,
+    turn_secret TEXT,
+    max_call_s  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+
+CREATE TABLE call_snapshots (
+    id          INTEGER PRIMARY KEY,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    call_id     TEXT NOT NULL REFERENCES calls(id),
+    agent_id    INTEGER NOT NULL REFERENCES users(id),
+    media_type  TEXT NOT NULL CHECK (media_type IN ('image/jpeg', 'image/png')),
+    size        INTEGER NOT NULL,
+    image       BLOB NOT NULL,
+    taken_at    INTEGER NOT NULL
+);
+CREATE INDEX call_snapshots_call ON call_snapshots(org_id, call_id);
+"#,
 ];

@@ -12,6 +12,7 @@
 //! load). The methods of `Db` are the seam for another engine (PostgreSQL) when several
 //! replicas share a store.
 
+mod calls;
 mod fleet;
 mod migrations;
 mod org;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, GENESIS};
 use crate::tenancy::Role;
 
+pub use calls::SnapshotInfo;
 pub use fleet::{
     ClaimBatch, CommandRecord, ConfigSources, CrlCa, DesiredRecord, Device, EnrollmentTokenInfo,
     NewDevice, PendingActivation,

@@ -359,6 +359,9 @@ pub struct EnrolledKiosk {
     pub device_id: kiosk_protocol::DeviceId,
     pub certificate_pem: String,
     pub key_pem: String,
+    /// The claim batch's certificate and key, to enroll more kiosks.
+    pub claim_cert_pem: String,
+    pub claim_key_pem: String,
 }
 
 impl TestCloud {
@@ -420,7 +423,47 @@ impl TestCloud {
             device_id,
             certificate_pem,
             key_pem: key.serialize_pem(),
+            claim_cert_pem: batch["certificate_pem"].as_str().unwrap().to_string(),
+            claim_key_pem: batch["key_pem"].as_str().unwrap().to_string(),
         }
+    }
+
+    /// Enrolls one more kiosk into the first one's organization and site, with a new token;
+    /// returns its id, certificate and key.
+    pub async fn enroll_another(
+        &self,
+        first: &EnrolledKiosk,
+        provision_port: u16,
+        request_id: &str,
+    ) -> (kiosk_protocol::DeviceId, String, String) {
+        use kiosk_protocol::provision::ProvisionResult;
+        let (status, token) = self
+            .call(
+                Method::POST,
+                "/api/v1/orgs/shop/enrollment-tokens",
+                &first.admin,
+                Some(json!({ "site_id": first.site, "uses": 1 })),
+            )
+            .await;
+        assert_eq!(status, 201, "{token}");
+        let claim = mqtt::Claim {
+            port: provision_port,
+            ca_pem: &first.server_ca,
+            cert_pem: &first.claim_cert_pem,
+            key_pem: &first.claim_key_pem,
+            cn: "claim-lyon-2026",
+        };
+        let secret = token["secret"].as_str().unwrap().to_string();
+        let (key, mut answers, _client) = mqtt::provision(&claim, request_id, Some(secret)).await;
+        let ProvisionResult::Certificate {
+            device_id,
+            certificate_pem,
+            ..
+        } = mqtt::answer(&mut answers, request_id).await
+        else {
+            panic!("expected a certificate")
+        };
+        (device_id, certificate_pem, key.serialize_pem())
     }
 }
 

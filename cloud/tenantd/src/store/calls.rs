@@ -1,0 +1,335 @@
+//! Calls, the organizations' ICE settings, and call snapshots.
+//!
+//! Call rows are written by the call registry as calls change (see `crate::calls`), with a
+//! revision number so a late write never replaces a newer one. They are read by the console
+//! through an [`OrgScope`].
+
+use kiosk_protocol::call::{CallId, CallKind, EndReason, Party};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use serde_json::json;
+
+use super::org::{audit_in_org, audit_org};
+use super::{found, ts, By, Db, StoreError};
+use crate::calls::ice::IceSettings;
+use crate::calls::registry::{CallRecord, CallState, KioskInfo, Named};
+use crate::tenancy::OrgScope;
+
+const CALL_COLS: &str = "id, org_id, site_id, device_id, kind, request_id, state, agent_id, \
+     placed_at_ms, accepted_at_ms, ended_at_ms, end_reason, ended_by, refused_reason, rev";
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+fn party_str(p: Party) -> &'static str {
+    match p {
+        Party::Kiosk => "kiosk",
+        Party::Agent => "agent",
+        Party::Cloud => "cloud",
+    }
+}
+
+fn call_row(r: &rusqlite::Row<'_>) -> Result<CallRecord, rusqlite::Error> {
+    let id: String = r.get(0)?;
+    let kind: String = r.get(4)?;
+    let state: String = r.get(6)?;
+    let ended_by: Option<String> = r.get(12)?;
+    Ok(CallRecord {
+        id: CallId::parse(&id).map_err(|_| corrupt("call id", &id))?,
+        org_id: r.get(1)?,
+        site_id: r.get(2)?,
+        device_id: r.get(3)?,
+        kind: CallKind::parse(&kind).ok_or_else(|| corrupt("call kind", &kind))?,
+        request: r.get(5)?,
+        state: CallState::parse(&state).ok_or_else(|| corrupt("call state", &state))?,
+        agent_id: r.get(7)?,
+        placed_at_ms: r.get(8)?,
+        accepted_at_ms: r.get(9)?,
+        ended_at_ms: r.get(10)?,
+        end_reason: r
+            .get::<_, Option<String>>(11)?
+            .map(|s| EndReason::parse(&s)),
+        ended_by: match ended_by.as_deref() {
+            None => None,
+            Some("kiosk") => Some(Party::Kiosk),
+            Some("agent") => Some(Party::Agent),
+            Some("cloud") => Some(Party::Cloud),
+            Some(other) => return Err(corrupt("party", other)),
+        },
+        refused_reason: r.get(13)?,
+        rev: r.get::<_, i64>(14)? as u64,
+    })
+}
+
+/// A snapshot's record (never its bytes).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    pub id: i64,
+    pub call: String,
+    pub agent_id: i64,
+    pub media_type: String,
+    pub size: i64,
+    pub taken_at: jiff::Timestamp,
+}
+
+const SNAPSHOT_COLS: &str = "id, call_id, agent_id, media_type, size, taken_at";
+
+fn snapshot_row(r: &rusqlite::Row<'_>) -> Result<SnapshotInfo, rusqlite::Error> {
+    Ok(SnapshotInfo {
+        id: r.get(0)?,
+        call: r.get(1)?,
+        agent_id: r.get(2)?,
+        media_type: r.get(3)?,
+        size: r.get(4)?,
+        taken_at: ts(r.get(5)?),
+    })
+}
+
+impl Db<'_> {
+    /// Writes a call as the registry has it; an older revision than the stored one is ignored.
+    pub fn save_call(&mut self, c: &CallRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            &format!(
+                "INSERT INTO calls ({CALL_COLS}) VALUES
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state,
+                    agent_id = excluded.agent_id, accepted_at_ms = excluded.accepted_at_ms,
+                    ended_at_ms = excluded.ended_at_ms, end_reason = excluded.end_reason,
+                    ended_by = excluded.ended_by, refused_reason = excluded.refused_reason,
+                    rev = excluded.rev
+                 WHERE excluded.rev > calls.rev AND excluded.org_id = calls.org_id"
+            ),
+            params![
+                c.id.as_str(),
+                c.org_id,
+                c.site_id,
+                c.device_id,
+                c.kind.as_str(),
+                c.request,
+                c.state.as_str(),
+                c.agent_id,
+                c.placed_at_ms,
+                c.accepted_at_ms,
+                c.ended_at_ms,
+                c.end_reason.map(EndReason::as_str),
+                c.ended_by.map(party_str),
+                c.refused_reason,
+                c.rev as i64,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// At start: calls that were live when tenantd stopped are over (`other`, by the cloud).
+    pub fn end_interrupted_calls(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE calls SET state = 'ended', ended_at_ms = ?1, end_reason = 'other',
+                ended_by = 'cloud', rev = rev + 1
+             WHERE state IN ('ringing', 'accepted')",
+            [now_ms],
+        )?)
+    }
+
+    /// The organization's calls, newest first; only `agent`'s when given.
+    pub fn list_calls(
+        &mut self,
+        scope: &OrgScope,
+        agent: Option<i64>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CALL_COLS} FROM calls WHERE org_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
+             ORDER BY placed_at_ms DESC, id DESC LIMIT ?3 OFFSET ?4"
+        ))?;
+        let rows = stmt.query_map(params![scope.org_id(), agent, limit, offset], call_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One call of the organization.
+    pub fn get_call(&mut self, scope: &OrgScope, id: &str) -> Result<CallRecord, StoreError> {
+        found(self.conn.query_row(
+            &format!("SELECT {CALL_COLS} FROM calls WHERE org_id = ?1 AND id = ?2"),
+            params![scope.org_id(), id],
+            call_row,
+        ))
+    }
+
+    /// A live device's organization, site and name, for a call it places.
+    pub fn kiosk_for_call(&mut self, device_id: &str) -> Result<Option<KioskInfo>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT d.id, d.hardware_serial, d.org_id, s.id, s.name
+                 FROM devices d LEFT JOIN sites s ON s.id = d.site_id AND s.org_id = d.org_id
+                 WHERE d.id = ?1 AND d.revoked_at IS NULL",
+                [device_id],
+                |r| {
+                    let site = match r.get::<_, Option<i64>>(3)? {
+                        Some(id) => Some(Named {
+                            id,
+                            name: r.get(4)?,
+                        }),
+                        None => None,
+                    };
+                    Ok(KioskInfo {
+                        device_id: r.get(0)?,
+                        name: r.get(1)?,
+                        org_id: r.get(2)?,
+                        site,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// An organization's ICE settings (the defaults when it never set them), for the call
+    /// registry's edges, which act for a device or an agent already tied to `org_id`.
+    pub fn ice_settings(&mut self, org_id: i64) -> Result<IceSettings, StoreError> {
+        let row: Option<(String, String, Option<String>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT stun_urls, turn_urls, turn_secret, max_call_s FROM org_ice WHERE org_id = ?1",
+                [org_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((stun, turn, turn_secret, max_call_s)) = row else {
+            return Ok(IceSettings::default());
+        };
+        let list = |s: &str| -> Result<Vec<String>, StoreError> {
+            serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("ICE URLs: {e}")))
+        };
+        Ok(IceSettings {
+            stun_urls: list(&stun)?,
+            turn_urls: list(&turn)?,
+            turn_secret,
+            max_call_s,
+        })
+    }
+
+    /// Replaces the organization's ICE settings; the audit entry says whether the secret
+    /// changed, never what it is.
+    pub fn put_ice_settings(
+        &mut self,
+        scope: &OrgScope,
+        by: &By,
+        settings: &IceSettings,
+    ) -> Result<(), StoreError> {
+        let before = self.ice_settings(scope.org_id())?;
+        let tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO org_ice (org_id, stun_urls, turn_urls, turn_secret, max_call_s, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (org_id) DO UPDATE SET stun_urls = excluded.stun_urls,
+                turn_urls = excluded.turn_urls, turn_secret = excluded.turn_secret,
+                max_call_s = excluded.max_call_s, updated_at = excluded.updated_at",
+            params![
+                scope.org_id(),
+                json!(settings.stun_urls).to_string(),
+                json!(settings.turn_urls).to_string(),
+                settings.turn_secret,
+                settings.max_call_s,
+                by.now
+            ],
+        )?;
+        audit_org(
+            &tx,
+            scope,
+            by,
+            "ice.update",
+            None,
+            json!({
+                "stun_urls": settings.stun_urls,
+                "turn_urls": settings.turn_urls,
+                "turn_secret_set": settings.turn_secret.is_some(),
+                "turn_secret_changed": settings.turn_secret != before.turn_secret,
+                "max_call_s": settings.max_call_s,
+            }),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores a snapshot of a call, with an audit entry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_snapshot(
+        &mut self,
+        scope: &OrgScope,
+        by: &By,
+        call: &str,
+        agent_id: i64,
+        media_type: &str,
+        image: &[u8],
+    ) -> Result<SnapshotInfo, StoreError> {
+        let tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO call_snapshots (org_id, call_id, agent_id, media_type, size, image, taken_at)
+             SELECT ?1, id, ?3, ?4, ?5, ?6, ?7 FROM calls WHERE org_id = ?1 AND id = ?2",
+            params![
+                scope.org_id(),
+                call,
+                agent_id,
+                media_type,
+                image.len() as i64,
+                image,
+                by.now
+            ],
+        )?;
+        if tx.changes() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let id = tx.last_insert_rowid();
+        audit_in_org(
+            &tx,
+            scope.org_id(),
+            by,
+            "call.snapshot",
+            Some(format!("call:{call}")),
+            json!({ "snapshot": id, "media_type": media_type, "size": image.len() }),
+        )?;
+        tx.commit()?;
+        found(self.conn.query_row(
+            &format!("SELECT {SNAPSHOT_COLS} FROM call_snapshots WHERE id = ?1"),
+            [id],
+            snapshot_row,
+        ))
+    }
+
+    /// A call's snapshots, oldest first; only those `agent` took when given.
+    pub fn list_snapshots(
+        &mut self,
+        scope: &OrgScope,
+        call: &str,
+        agent: Option<i64>,
+    ) -> Result<Vec<SnapshotInfo>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {SNAPSHOT_COLS} FROM call_snapshots
+             WHERE org_id = ?1 AND call_id = ?2 AND (?3 IS NULL OR agent_id = ?3) ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![scope.org_id(), call, agent], snapshot_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One snapshot of a call with its bytes.
+    pub fn get_snapshot(
+        &mut self,
+        scope: &OrgScope,
+        call: &str,
+        id: i64,
+    ) -> Result<(SnapshotInfo, Vec<u8>), StoreError> {
+        found(self.conn.query_row(
+            &format!(
+                "SELECT {SNAPSHOT_COLS}, image FROM call_snapshots
+                 WHERE org_id = ?1 AND call_id = ?2 AND id = ?3"
+            ),
+            params![scope.org_id(), call, id],
+            |r| Ok((snapshot_row(r)?, r.get(6)?)),
+        ))
+    }
+}
