@@ -98,4 +98,10 @@ pub trait Media1 {
     /// The latest second of statistics as JSON, or empty when idle.
     #[zbus(property)]
     fn stats(&self) -> zbus::Result<String>;
+
+    /// The running (or last) call's timeline as a JSON object of milestone → Unix ms:
+    /// `call-started`, `offer-created`, `ice-connected`, `dtls-connected`,
+    /// `first-keyframe-sent`, `first-remote-frame`. Empty before the first call.
+    #[zbus(property)]
+    fn timeline(&self) -> zbus::Result<String>;
 }

@@ -77,6 +77,10 @@ pub struct CallStats {
     /// The selected candidate pair's local and remote types (`host`, `srflx`, `prflx`, `relay`).
     pub local_candidate: Option<String>,
     pub remote_candidate: Option<String>,
+    /// Glass-to-glass latencies (ms) of the stamped frames received in this second: only when
+    /// the peer writes a timestamp into its frames (benchmarks; see kiosk-media's `stamp`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stamp_latencies_ms: Vec<u32>,
 }
 
 /// Online or offline.
