@@ -19,7 +19,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::board::{AudioInput, VideoPrefs};
 use crate::encoder::EncoderChoice;
-use crate::peer::{Counters, MediaEvent, Peer, PeerConfig, RemoteVideoSink, Role, SessionError, SourceSpec};
+use crate::peer::{
+    Counters, MediaEvent, Peer, PeerConfig, RemoteVideoSink, Role, SessionError, SourceSpec,
+};
 use crate::session::EndReport;
 
 /// What the simulated agent sends.
@@ -65,7 +67,9 @@ pub struct AgentSim {
 
 impl std::fmt::Debug for AgentSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentSim").field("peer", &self.peer).finish()
+        f.debug_struct("AgentSim")
+            .field("peer", &self.peer)
+            .finish()
     }
 }
 

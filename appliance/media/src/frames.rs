@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
-use gstreamer_video::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 
 use crate::stamp;
 
@@ -148,7 +148,11 @@ impl CountingSink {
             .sync(false)
             .max_buffers(2)
             .drop(true)
-            .caps(&gst::Caps::builder("video/x-raw").field("format", "I420").build())
+            .caps(
+                &gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .build(),
+            )
             .build();
         let t = tally.clone();
         sink.set_callbacks(
@@ -180,7 +184,8 @@ pub fn stamp_frames(pad: &gst::Pad) {
         };
         if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
             let buffer = buffer.make_mut();
-            if let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &vinfo)
+            if let Ok(mut frame) =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &vinfo)
             {
                 let stride = frame.info().stride().first().copied().unwrap_or(0).max(0) as usize;
                 let plane = stamp::Plane {

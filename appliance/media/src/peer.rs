@@ -204,7 +204,11 @@ impl Shared {
     }
 
     fn milestone(&self, milestone: Milestone) {
-        tracing::debug!(peer = self.label, milestone = milestone.as_str(), "milestone");
+        tracing::debug!(
+            peer = self.label,
+            milestone = milestone.as_str(),
+            "milestone"
+        );
         self.emit(MediaEvent::Milestone {
             milestone,
             at_ms: unix_ms(),
@@ -455,7 +459,10 @@ impl SourceState {
 }
 
 impl Peer {
-    pub(crate) fn start(cfg: PeerConfig, events: UnboundedSender<MediaEvent>) -> Result<Peer, SessionError> {
+    pub(crate) fn start(
+        cfg: PeerConfig,
+        events: UnboundedSender<MediaEvent>,
+    ) -> Result<Peer, SessionError> {
         gst::init().map_err(|e| build_err("gstreamer", e))?;
         let (ctl_tx, ctl_rx) = mpsc::channel();
         let shared = Arc::new(Shared {
@@ -529,7 +536,8 @@ impl Peer {
         match &cfg.source {
             SourceSpec::Fragment(f) => {
                 let bin = open_source(f).map_err(|e| build_err("video source", e))?;
-                link_source(&pipeline, &bin, &vsend_sink).map_err(|e| build_err("video source", e))?;
+                link_source(&pipeline, &bin, &vsend_sink)
+                    .map_err(|e| build_err("video source", e))?;
             }
             SourceSpec::Kiosk { source, retry } => {
                 let (bin, fallback) = match open_source(&source.source_fragment(&cfg.prefs)) {
@@ -547,7 +555,8 @@ impl Peer {
                         (bin, Some(Instant::now()))
                     }
                 };
-                link_source(&pipeline, &bin, &vsend_sink).map_err(|e| build_err("video source", e))?;
+                link_source(&pipeline, &bin, &vsend_sink)
+                    .map_err(|e| build_err("video source", e))?;
                 source_state = Some(SourceState {
                     source: source.clone(),
                     prefs: cfg.prefs.clone(),
@@ -632,7 +641,11 @@ impl Peer {
                                 if let Some(s) = e.structure() {
                                     if s.name() == "GstForceKeyUnit" && !s.has_field(OWN_REQUEST) {
                                         let total = sh.requests.fetch_add(1, Ordering::Relaxed) + 1;
-                                        tracing::debug!(peer = sh.label, total, "keyframe requested by the peer");
+                                        tracing::debug!(
+                                            peer = sh.label,
+                                            total,
+                                            "keyframe requested by the peer"
+                                        );
                                         sh.emit(MediaEvent::KeyframeRequested { total });
                                     }
                                 }
@@ -663,7 +676,9 @@ impl Peer {
 
         connect_signals(&webrtc, &pipeline, &shared);
 
-        let bus = pipeline.bus().ok_or_else(|| build_err("pipeline", "no bus"))?;
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| build_err("pipeline", "no bus"))?;
         {
             let ctl = ctl_tx.clone();
             bus.set_sync_handler(move |_, msg| {
@@ -759,10 +774,8 @@ impl Peer {
                 let mut n = self.shared.neg.lock().map_err(|_| SessionError::Ended)?;
                 if n.remote_set {
                     drop(n);
-                    self.webrtc.emit_by_name::<()>(
-                        "add-ice-candidate",
-                        &[&sdp_mline_index, &candidate],
-                    );
+                    self.webrtc
+                        .emit_by_name::<()>("add-ice-candidate", &[&sdp_mline_index, &candidate]);
                 } else {
                     n.pending.push((sdp_mline_index, candidate));
                 }
@@ -870,7 +883,10 @@ fn create_offer(shared: &Arc<Shared>, webrtc: &gst::Element) {
             _ => None,
         };
         let Some(offer) = offer else {
-            sh.fail(format!("webrtcbin made no offer: {:?}", reply_ok(&reply).err()));
+            sh.fail(format!(
+                "webrtcbin made no offer: {:?}",
+                reply_ok(&reply).err()
+            ));
             return;
         };
         webrtc.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
@@ -896,7 +912,10 @@ fn create_answer(shared: &Arc<Shared>, webrtc: &gst::Element) {
             _ => None,
         };
         let Some(answer) = answer else {
-            sh.fail(format!("webrtcbin made no answer: {:?}", reply_ok(&reply).err()));
+            sh.fail(format!(
+                "webrtcbin made no answer: {:?}",
+                reply_ok(&reply).err()
+            ));
             return;
         };
         webrtc.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
@@ -929,7 +948,10 @@ fn connect_signals(webrtc: &gst::Element, pipeline: &gst::Pipeline, shared: &Arc
         let Some(sh) = sh.upgrade() else { return };
         let state = w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
         if state == gst_webrtc::WebRTCICEGatheringState::Complete {
-            let first = sh.neg.lock().map(|mut n| !std::mem::replace(&mut n.gathered, true));
+            let first = sh
+                .neg
+                .lock()
+                .map(|mut n| !std::mem::replace(&mut n.gathered, true));
             if first.unwrap_or(false) {
                 sh.emit(MediaEvent::Signal(PeerSignal::Ice {
                     candidate: String::new(),
@@ -977,14 +999,17 @@ fn connect_signals(webrtc: &gst::Element, pipeline: &gst::Pipeline, shared: &Arc
     });
     let label = shared.label;
     webrtc.connect("on-negotiation-needed", false, move |_| {
-        tracing::debug!(peer = label, "webrtcbin: negotiation needed (the offer is made once inputs have caps)");
+        tracing::debug!(
+            peer = label,
+            "webrtcbin: negotiation needed (the offer is made once inputs have caps)"
+        );
         None
     });
 }
 
 fn watch_dtls(webrtc: &gst::Element, sh: &Arc<Shared>) {
-    let Some(transceiver) =
-        webrtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&0i32])
+    let Some(transceiver) = webrtc
+        .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&0i32])
     else {
         return;
     };
@@ -997,12 +1022,12 @@ fn watch_dtls(webrtc: &gst::Element, sh: &Arc<Shared>) {
         move |t: &gst_webrtc::WebRTCDTLSTransport| {
             let Some(sh) = sh.upgrade() else { return };
             match t.state() {
-                gst_webrtc::WebRTCDTLSTransportState::Connected => {
-                    if !sh.connected.swap(true, Ordering::SeqCst) {
-                        sh.milestone(Milestone::DtlsConnected);
-                        sh.emit(MediaEvent::Connected);
-                        let _ = sh.ctl.send(Ctl::DtlsConnected);
-                    }
+                gst_webrtc::WebRTCDTLSTransportState::Connected
+                    if !sh.connected.swap(true, Ordering::SeqCst) =>
+                {
+                    sh.milestone(Milestone::DtlsConnected);
+                    sh.emit(MediaEvent::Connected);
+                    let _ = sh.ctl.send(Ctl::DtlsConnected);
                 }
                 gst_webrtc::WebRTCDTLSTransportState::Failed => {
                     sh.fail("DTLS failed".into());
@@ -1016,13 +1041,18 @@ fn watch_dtls(webrtc: &gst::Element, sh: &Arc<Shared>) {
     on_state(&transport);
 }
 
-fn receive_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, sh: &Arc<Shared>) -> Result<(), String> {
-    let caps = pad
-        .current_caps()
-        .unwrap_or_else(|| pad.query_caps(None));
+fn receive_branch(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    sh: &Arc<Shared>,
+) -> Result<(), String> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
     let s = caps.structure(0).ok_or("no caps")?;
     let media = s.get::<&str>("media").unwrap_or("");
-    let encoding = s.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
+    let encoding = s
+        .get::<&str>("encoding-name")
+        .unwrap_or("")
+        .to_ascii_uppercase();
     tracing::info!(peer = sh.label, media, encoding = %encoding, "remote stream");
     let video_tail = "videoconvert ! video/x-raw,format=I420 ! identity name=rxframes silent=true";
     let desc = match (media, encoding.as_str()) {
@@ -1051,9 +1081,9 @@ fn receive_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, sh: &Arc<Shared>) ->
         }
         let src = bin.static_pad("src").ok_or("no video output")?;
         let sink: gst::Element = match &sh.video_out {
-            RemoteVideoSink::Count => {
-                CountingSink::with_tally("rxsink", sh.rx.clone()).sink.upcast()
-            }
+            RemoteVideoSink::Count => CountingSink::with_tally("rxsink", sh.rx.clone())
+                .sink
+                .upcast(),
             RemoteVideoSink::Fakesink => gst::ElementFactory::make("fakesink")
                 .name("rxsink")
                 .property("sync", false)
@@ -1067,7 +1097,9 @@ fn receive_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, sh: &Arc<Shared>) ->
             sh.rx.attach(&src);
         }
         pipeline.add(&sink).map_err(|e| e.to_string())?;
-        let sink_pad = sink.static_pad("sink").ok_or("the video sink has no input")?;
+        let sink_pad = sink
+            .static_pad("sink")
+            .ok_or("the video sink has no input")?;
         src.link(&sink_pad).map_err(|e| e.to_string())?;
         sink.sync_state_with_parent().map_err(|e| e.to_string())?;
     }
@@ -1219,7 +1251,10 @@ mod tests {
     fn ice_servers_in_webrtcbin_spelling() {
         let servers = vec![
             IceServer {
-                urls: vec!["stun:stun.example.net:3478".into(), "stun:second:3478".into()],
+                urls: vec![
+                    "stun:stun.example.net:3478".into(),
+                    "stun:second:3478".into(),
+                ],
                 username: None,
                 credential: None,
             },

@@ -16,7 +16,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::board::VideoPrefs;
 use crate::camera::VideoSource;
 use crate::encoder::EncoderChoice;
-use crate::peer::{Counters, MediaEvent, Peer, PeerConfig, RemoteVideoSink, Role, SessionError, SourceSpec};
+use crate::peer::{
+    Counters, MediaEvent, Peer, PeerConfig, RemoteVideoSink, Role, SessionError, SourceSpec,
+};
 
 /// What a call sends and where it plays what it receives.
 #[derive(Clone)]
@@ -71,7 +73,9 @@ pub struct CallSession {
 
 impl std::fmt::Debug for CallSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallSession").field("call", &self.call).finish()
+        f.debug_struct("CallSession")
+            .field("call", &self.call)
+            .finish()
     }
 }
 

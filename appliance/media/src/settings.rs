@@ -228,10 +228,7 @@ impl Settings {
             other => return Err(format!("audio_output: {other:?}: auto or fakesink")),
         };
         if !(10..=2000).contains(&f.latency_ms) {
-            return Err(format!(
-                "latency_ms: {}: between 10 and 2000",
-                f.latency_ms
-            ));
+            return Err(format!("latency_ms: {}: between 10 and 2000", f.latency_ms));
         }
         if !(1..=600).contains(&f.camera_retry_s) {
             return Err(format!(

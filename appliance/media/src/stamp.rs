@@ -90,7 +90,10 @@ pub fn read(luma: &[u8], plane: Plane) -> Option<u32> {
         let mut sum = 0u32;
         for y in 4..12 {
             let start = y * plane.stride + block * BLOCK + 4;
-            sum += luma[start..start + 8].iter().map(|&v| u32::from(v)).sum::<u32>();
+            sum += luma[start..start + 8]
+                .iter()
+                .map(|&v| u32::from(v))
+                .sum::<u32>();
         }
         sum / 64 >= THRESHOLD
     };

@@ -91,6 +91,7 @@ impl Figures {
         };
         let mut f = Figures::default();
         let mut selected_pair: Option<&gst::Structure> = None;
+        let mut selected_by_transport = false;
         for s in &all {
             let Ok(kind) = s.get::<gst_webrtc::WebRTCStatsType>("type") else {
                 continue;
@@ -110,9 +111,16 @@ impl Figures {
                     f.rtt_s = f.rtt_s.or(f64_of(s, "round-trip-time"));
                     f.fraction_lost = f.fraction_lost.or(f64_of(s, "fraction-lost"));
                 }
-                gst_webrtc::WebRTCStatsType::CandidatePair => {
-                    if selected_pair.is_none() || s.get::<bool>("selected").unwrap_or(false) {
-                        selected_pair = Some(s);
+                gst_webrtc::WebRTCStatsType::CandidatePair if !selected_by_transport => {
+                    selected_pair = Some(s);
+                }
+                gst_webrtc::WebRTCStatsType::Transport => {
+                    // The transport names the selected pair; prefer it to the first pair seen.
+                    if let Some(pair) =
+                        str_of(s, "selected-candidate-pair-id").and_then(|id| by_id(&id))
+                    {
+                        selected_pair = Some(pair);
+                        selected_by_transport = true;
                     }
                 }
                 _ => {}
@@ -167,7 +175,9 @@ impl StatsTracker {
                 .as_ref()
                 .and_then(|p| rate(now.sent_bytes, p.sent_bytes, secs))
                 .map(round1),
-            send_fps: prev.as_ref().and_then(|p| fps(now.frames_sent, p.frames_sent)),
+            send_fps: prev
+                .as_ref()
+                .and_then(|p| fps(now.frames_sent, p.frames_sent)),
             keyframes_sent: Some(now.keyframes_sent),
             keyframe_requests: Some(
                 now.keyframe_requests
@@ -324,6 +334,9 @@ mod tests {
                 .field("bytes-sent", 5000u64)
                 .build(),
         );
-        assert_eq!(Figures::from_reply(&r, Some(7), None).sent_bytes, Some(5000));
+        assert_eq!(
+            Figures::from_reply(&r, Some(7), None).sent_bytes,
+            Some(5000)
+        );
     }
 }

@@ -15,7 +15,7 @@ const LONG: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_connects_and_both_directions_decode_with_stamps() {
     init();
-    let _one = one_call_at_a_time();
+    let _one = one_call_at_a_time().await;
     let mut pair = Pair::start(&kiosk_plan(VideoSource::test_pattern("test")));
     let ok = pair
         .run_until(LONG, |p| {
@@ -55,7 +55,10 @@ async fn a_call_connects_and_both_directions_decode_with_stamps() {
         .await;
     let s = pair.kiosk().stats().expect("stats");
     eprintln!("kiosk stats: {}", serde_json::to_string(&s).unwrap());
-    assert!(s.send_kbps.unwrap_or(0.0) > 0.0 && s.recv_kbps.unwrap_or(0.0) > 0.0, "{s:?}");
+    assert!(
+        s.send_kbps.unwrap_or(0.0) > 0.0 && s.recv_kbps.unwrap_or(0.0) > 0.0,
+        "{s:?}"
+    );
     let weak = pair.kiosk().pipeline_weak();
     let end = pair.kiosk.take().unwrap().end("hangup");
     assert!(end.reached_null);
@@ -68,11 +71,14 @@ async fn a_call_connects_and_both_directions_decode_with_stamps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pli_from_the_agent_brings_a_new_keyframe() {
     init();
-    let _one = one_call_at_a_time();
+    let _one = one_call_at_a_time().await;
     let mut pair = Pair::start(&kiosk_plan(VideoSource::test_pattern("test")));
     assert!(pair.run_until(LONG, |p| p.flowing(15)).await, "call flows");
     let before = pair.kiosk().counters();
-    assert!(pair.agent().request_keyframe(), "the agent has remote video");
+    assert!(
+        pair.agent().request_keyframe(),
+        "the agent has remote video"
+    );
     let ok = pair
         .run_until(LONG, |p| {
             let c = p.kiosk().counters();
@@ -91,7 +97,7 @@ async fn a_pli_from_the_agent_brings_a_new_keyframe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_renegotiates_mid_call_and_media_keeps_flowing() {
     init();
-    let _one = one_call_at_a_time();
+    let _one = one_call_at_a_time().await;
     let mut pair = Pair::start(&kiosk_plan(VideoSource::test_pattern("test")));
     assert!(pair.run_until(LONG, |p| p.flowing(15)).await, "call flows");
     pair.agent().renegotiate();
@@ -124,7 +130,7 @@ async fn the_agent_renegotiates_mid_call_and_media_keeps_flowing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_from_either_side_tears_down_to_null() {
     init();
-    let _one = one_call_at_a_time();
+    let _one = one_call_at_a_time().await;
     for agent_first in [false, true] {
         let mut pair = Pair::start(&kiosk_plan(VideoSource::test_pattern("test")));
         assert!(pair.run_until(LONG, |p| p.flowing(10)).await, "call flows");
@@ -142,9 +148,12 @@ async fn ending_from_either_side_tears_down_to_null() {
             (k, a)
         };
         assert!(first.reached_null && second.reached_null);
-        assert!(kw.upgrade().is_none() && aw.upgrade().is_none(), "pipelines freed");
-        let settled = eventually(|| threads().is_some_and(|n| n + 4 <= threads_before.unwrap_or(0)))
-            .await;
+        assert!(
+            kw.upgrade().is_none() && aw.upgrade().is_none(),
+            "pipelines freed"
+        );
+        let settled =
+            eventually(|| threads().is_some_and(|n| n + 4 <= threads_before.unwrap_or(0))).await;
         eprintln!(
             "threads: {threads_before:?} during the call, {:?} after (settled: {settled})",
             threads()
@@ -155,7 +164,7 @@ async fn ending_from_either_side_tears_down_to_null() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_that_fails_is_reported_and_the_test_pattern_is_sent() {
     init();
-    let _one = one_call_at_a_time();
+    let _one = one_call_at_a_time().await;
     let missing = VideoSource::Camera(kiosk_media::camera::CameraDevice {
         path: "/dev/video-kiosk-test-missing".into(),
         card: "missing camera".into(),
@@ -167,7 +176,10 @@ async fn a_camera_that_fails_is_reported_and_the_test_pattern_is_sent() {
         },
     });
     let mut pair = Pair::start(&kiosk_plan(missing));
-    assert!(pair.run_until(LONG, |p| p.flowing(30)).await, "the call goes on");
+    assert!(
+        pair.run_until(LONG, |p| p.flowing(30)).await,
+        "the call goes on"
+    );
     let (description, reason) = pair.k.sources.first().cloned().expect("reported");
     eprintln!("source changed: {description} ({reason})");
     assert!(description.starts_with("test-pattern"), "{description}");

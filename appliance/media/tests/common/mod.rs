@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kiosk_media::board::BoardProfile;
@@ -18,9 +18,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 pub const CALL: &str = "call-testtesttest";
 
 /// Calls are heavy (two encoders, two decoders); one at a time per test binary.
-pub fn one_call_at_a_time() -> MutexGuard<'static, ()> {
-    static CALLS: Mutex<()> = Mutex::new(());
-    CALLS.lock().unwrap_or_else(|p| p.into_inner())
+pub async fn one_call_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static CALLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    CALLS.lock().await
 }
 
 pub fn init() {
