@@ -216,7 +216,10 @@ pub fn fragment_for(element: &str, prefs: &VideoPrefs) -> Option<String> {
             vbv = (2000 / prefs.fps.max(1)).max(120),
         ),
         // Verified here. OpenH264 writes only constrained baseline and picks the level
-        // itself (3.1 at 720p30); frame skipping keeps it under max-bitrate.
+        // itself (3.1 at 720p30); frame skipping helps it toward max-bitrate, but on
+        // incompressible content (videotestsrc snow) it still overshoots by about 1.5x,
+        // where x264enc and vp8enc hold the cap. Its "cmInitParaError" log line at end of
+        // stream is the library answering the drain call, not a failure.
         EncoderKind::OpenH264 => format!(
             "openh264enc name=venc usage-type=camera complexity=low rate-control=bitrate \
              bitrate={bps} max-bitrate={bps} enable-frame-skip=true gop-size={gop} \
@@ -267,13 +270,18 @@ pub fn fragment_for(element: &str, prefs: &VideoPrefs) -> Option<String> {
         ),
         // Verified here. deadline=1 is libvpx's real-time mode, lag-in-frames=0 turns off
         // look-ahead, CBR with short client buffers (ms) like WebRTC's own VP8 settings,
-        // error resilience so a lost packet damages less.
+        // error resilience so a lost packet damages less. Without dropframe-threshold VP8's
+        // CBR is not a cap: on incompressible content it sent 13x the target here; with
+        // 30 (WebRTC's value) it drops frames and stays within about 1.2x. One thread: libvpx's VP8 threads
+        // spin while they wait, and on two busy cores that made it ten times slower
+        // (about 9 ms/frame at 720p with one thread, over 100 with two).
         EncoderKind::Vp8 => {
             return Some(format!(
                 "vp8enc name=venc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
                  lag-in-frames=0 error-resilient=default keyframe-max-dist={gop} \
-                 threads={threads} buffer-size=1000 buffer-initial-size=500 \
-                 buffer-optimal-size=600 undershoot=100 max-quantizer=56 ! video/x-vp8"
+                 threads=1 buffer-size=1000 buffer-initial-size=500 \
+                 buffer-optimal-size=600 undershoot=100 overshoot=15 max-quantizer=56 \
+                 dropframe-threshold=30 ! video/x-vp8"
             ))
         }
     };
