@@ -484,3 +484,82 @@ fn test_pattern_and_chosen_encoder_run_live_together() {
     assert!(*video.lock().expect("lock") >= 10, "too few encoded frames");
     assert!(*sound.lock().expect("lock") >= 10, "too few audio buffers");
 }
+
+/// The hardware fragments cannot run here, but their caps and the v4l2 control structure
+/// must at least be what GStreamer can read.
+#[test]
+fn hardware_fragments_have_well_formed_caps_and_controls() {
+    init();
+    let prefs = VideoPrefs::default();
+    for element in [
+        "v4l2h264enc",
+        "mpph264enc",
+        "vpuenc_h264",
+        "nvv4l2h264enc",
+        "vah264enc",
+        "vaapih264enc",
+    ] {
+        let fragment = encoder::fragment_for(element, &prefs).expect(element);
+        for segment in fragment.split(" ! ").map(str::trim) {
+            if segment.starts_with("video/") {
+                segment
+                    .parse::<gst::Caps>()
+                    .unwrap_or_else(|e| panic!("{element}: caps {segment:?}: {e}"));
+            }
+        }
+        if let Some(start) = fragment.find("extra-controls=\"") {
+            let rest = &fragment[start + "extra-controls=\"".len()..];
+            let controls = &rest[..rest.find('"').expect("closing quote")];
+            let s: gst::Structure = controls.parse().expect("a structure");
+            assert_eq!(s.name(), "controls");
+            for field in [
+                "h264_profile",
+                "h264_level",
+                "repeat_sequence_header",
+                "video_bitrate",
+                "video_bitrate_mode",
+                "h264_i_frame_period",
+            ] {
+                s.get::<i32>(field)
+                    .unwrap_or_else(|e| panic!("{field}: {e}"));
+            }
+            assert_eq!(s.get::<i32>("video_bitrate").expect("bitrate"), 3_000_000);
+        }
+    }
+}
+
+/// Camera fragments for raw and MJPG modes are valid pipelines (they are not run: there is
+/// no camera here).
+#[test]
+fn camera_fragments_parse() {
+    use kiosk_media::camera::{CameraDevice, CaptureMode};
+    init();
+    let prefs = VideoPrefs::default();
+    for fourcc in ["YUYV", "MJPG", "NV12", "YU12", "UYVY"] {
+        let source = VideoSource::Camera(CameraDevice {
+            path: PathBuf::from("/dev/video0"),
+            card: "HD Pro Webcam C920, uvcvideo".to_owned(),
+            mode: CaptureMode::new(1280, 720, 30, fourcc),
+        });
+        let description = format!("{} ! fakesink", source.source_fragment(&prefs));
+        gst::parse::launch(&description).unwrap_or_else(|e| panic!("{fourcc}: {e}\n{description}"));
+    }
+}
+
+#[test]
+fn discovery_on_this_machine_never_fails() {
+    let source = VideoSource::discover(&VideoPrefs::default());
+    eprintln!("camera: {}", source.describe());
+    let has_nodes = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("video"))
+        })
+        .unwrap_or(false);
+    if !has_nodes {
+        assert_eq!(
+            source.describe(),
+            "test-pattern (no camera: no V4L2 capture device (/dev/video* absent))"
+        );
+    }
+}
