@@ -60,6 +60,11 @@ impl KioskMedia {
         self.child = Some(child);
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: the process vanishes mid-call, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -30,6 +30,8 @@ pub struct Published {
     pub call_state: String,
     pub call_id: String,
     pub stats: String,
+    /// The running (or last) call's milestones, Unix ms, by name.
+    pub timeline: std::collections::BTreeMap<String, i64>,
 }
 
 struct Running {
@@ -210,6 +212,9 @@ impl Engine {
         self.publish(|p| {
             p.call_id = call.to_string();
             p.stats.clear();
+            p.timeline.clear();
+            p.timeline
+                .insert("call-started".into(), crate::stamp::unix_ms());
         });
         self.emit_state(call, call_state::CONNECTING, "").await;
         let (tx, rx) = unbounded_channel();
@@ -342,6 +347,8 @@ async fn relay(
     from_sync: bool,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
 ) {
+    // Latencies of the stamped frames since the last second's statistics.
+    let mut latencies: Vec<u32> = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
             MediaEvent::Signal(s) => {
@@ -374,7 +381,8 @@ async fn relay(
             MediaEvent::Connected => {
                 engine.emit_state(&call, call_state::IN_CALL, "").await;
             }
-            MediaEvent::Stats(s) => {
+            MediaEvent::Stats(mut s) => {
+                s.stamp_latencies_ms = std::mem::take(&mut latencies);
                 if let Ok(json) = serde_json::to_string(&s) {
                     engine.publish(|p| p.stats = json);
                     engine.emit_stats().await;
@@ -391,11 +399,19 @@ async fn relay(
             }
             MediaEvent::Milestone { milestone, at_ms } => {
                 tracing::info!(%call, milestone = milestone.as_str(), at_ms, "call milestone");
+                engine.publish(|p| {
+                    p.timeline.insert(milestone.as_str().to_string(), at_ms);
+                });
             }
             MediaEvent::KeyframeRequested { total } => {
                 tracing::debug!(%call, total, "keyframe requested by the peer");
             }
-            MediaEvent::LatencySample { .. } => {}
+            MediaEvent::LatencySample { ms } => {
+                // Bounded: a second holds at most a few dozen frames.
+                if latencies.len() < 1024 {
+                    latencies.push(ms);
+                }
+            }
             MediaEvent::Failed { reason } => {
                 engine.end_call(&call, "media_failed", Some(&reason)).await;
                 return;
@@ -521,6 +537,16 @@ impl MediaService {
     #[zbus(property)]
     async fn stats(&self) -> String {
         self.engine.published().stats
+    }
+
+    #[zbus(property)]
+    async fn timeline(&self) -> String {
+        let t = self.engine.published().timeline;
+        if t.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&t).unwrap_or_default()
+        }
     }
 }
 

@@ -196,6 +196,7 @@ impl StatsTracker {
             jitter_ms: now.jitter_s.map(|s| round1(s * 1000.0)),
             local_candidate: now.local_candidate.clone(),
             remote_candidate: now.remote_candidate.clone(),
+            stamp_latencies_ms: Vec::new(),
         };
         self.previous = Some(now);
         stats

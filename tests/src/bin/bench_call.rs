@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 use futures_lite::StreamExt as _;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -61,9 +61,7 @@ fn args() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--calls" => a.calls = it.next().and_then(|v| v.parse().ok()).expect("--calls N"),
-            "--seconds" => {
-                a.seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S")
-            }
+            "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
             "--out" => a.out = PathBuf::from(it.next().expect("--out FILE")),
             other => panic!(
                 "unknown argument {other}; usage: bench-call [--calls N] [--seconds S] [--out FILE]"
@@ -353,7 +351,11 @@ async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
         .unwrap();
     let t = Instant::now();
     while m.camera().await.is_err() {
-        assert!(t.elapsed() < LONG, "kiosk-media never came up:\n{}", media.log_text());
+        assert!(
+            t.elapsed() < LONG,
+            "kiosk-media never came up:\n{}",
+            media.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -395,7 +397,8 @@ async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
                 break a.call().to_string();
             }
         };
-        let accept = format!("[data-testid=ringing-call][data-call='{call}'] [data-testid=call-accept]");
+        let accept =
+            format!("[data-testid=ringing-call][data-call='{call}'] [data-testid=call-accept]");
         c.wait()
             .at_most(LONG)
             .for_element(Locator::Css(&accept))
@@ -413,13 +416,21 @@ async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
         // Both sides decode, then media runs for the measured window.
         let t = Instant::now();
         loop {
-            let stats: Value = serde_json::from_str(&m.stats().await.unwrap_or_default())
-                .unwrap_or(Value::Null);
-            let marks = c.execute("return window.__bench.marks;", vec![]).await.unwrap();
-            if stats["frames_decoded"].as_u64().unwrap_or(0) > 0 && marks["first_frame"].is_number() {
+            let stats: Value =
+                serde_json::from_str(&m.stats().await.unwrap_or_default()).unwrap_or(Value::Null);
+            let marks = c
+                .execute("return window.__bench.marks;", vec![])
+                .await
+                .unwrap();
+            if stats["frames_decoded"].as_u64().unwrap_or(0) > 0 && marks["first_frame"].is_number()
+            {
                 break;
             }
-            assert!(t.elapsed() < LONG, "call {call} never flowed both ways:\n{}", media.log_text());
+            assert!(
+                t.elapsed() < LONG,
+                "call {call} never flowed both ways:\n{}",
+                media.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (cpu0, w0) = (cpu_seconds(media_pid), Instant::now());
@@ -429,8 +440,8 @@ async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
         while Instant::now() < window {
             tokio::time::sleep(Duration::from_secs(1)).await;
             rss = rss.max(rss_mib(media_pid));
-            let s: Value = serde_json::from_str(&m.stats().await.unwrap_or_default())
-                .unwrap_or(Value::Null);
+            let s: Value =
+                serde_json::from_str(&m.stats().await.unwrap_or_default()).unwrap_or(Value::Null);
             if let Some(v) = s["send_kbps"].as_f64() {
                 f.send_kbps.push(v);
             }
@@ -446,11 +457,19 @@ async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
         f.kiosk_rss_mib.push(rss);
         f.agent_to_kiosk.extend(kiosk_lat);
         let page = c
-            .execute("return { lat: window.__bench.lat, marks: window.__bench.marks };", vec![])
+            .execute(
+                "return { lat: window.__bench.lat, marks: window.__bench.marks };",
+                vec![],
+            )
             .await
             .unwrap();
-        f.kiosk_to_agent
-            .extend(page["lat"].as_array().unwrap().iter().filter_map(Value::as_f64));
+        f.kiosk_to_agent.extend(
+            page["lat"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_f64),
+        );
         let timeline: Value = m
             .timeline()
             .await
