@@ -119,8 +119,7 @@ impl Stage {
         assert!(out.status.success(), "{out:?}\n{}", self.kiosk.log_text());
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         text.split_whitespace()
-            .skip_while(|w| *w != "call")
-            .nth(1)
+            .find(|w| w.starts_with("call-"))
             .unwrap_or_else(|| panic!("no call id in {text:?}"))
             .to_string()
     }
