@@ -71,7 +71,7 @@ pub trait Media1 {
     fn call_state_signal(&self, call: &str, state: &str, reason: &str) -> zbus::Result<()>;
 
     /// The capture device in use (`/dev/video0 (UVC Camera 046d:0825)`), or
-    /// `test-pattern (no camera found)` when there is none.
+    /// `test-pattern (no camera: REASON)` when there is none.
     #[zbus(property)]
     fn camera(&self) -> zbus::Result<String>;
 

@@ -10,7 +10,8 @@
 //! Main types: [`choose`] (GStreamer) and [`choose_with`] (any [`ElementProbe`]: the real
 //! [`GstProbe`], or `FakeProbe` in tests) return an [`EncoderChoice`], whose
 //! [`EncoderChoice::fragment`] is the low-latency encoder chain the call pipeline uses and
-//! whose [`EncoderChoice::set_bitrate`] follows congestion control during the call.
+//! whose [`EncoderChoice::set_bitrate`] sets the bitrate in each element's own property and
+//! unit (nothing adapts it during a call yet: the board's cap holds).
 //!
 //! The fragments aim at what Chromium's WebRTC stack takes without fuss: H.264
 //! constrained-baseline (`profile-level-id=42e01f` at 720p30, see [`profile_level_id`]), no

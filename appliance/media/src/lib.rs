@@ -72,7 +72,7 @@ pub use peer::{Counters, MediaEvent, Milestone, RemoteVideoSink, SessionError};
 pub use session::{CallPlan, CallSession, EndReport};
 
 use board::{AudioInput, BoardProfile};
-use camera::{CameraDevice, CaptureMode, VideoSource};
+use camera::VideoSource;
 use service::{Engine, MediaService, Published};
 use settings::{AudioInputSetting, AudioOutput, CameraSetting, RemoteVideo, Settings};
 
@@ -81,6 +81,8 @@ use settings::{AudioInputSetting, AudioOutput, CameraSetting, RemoteVideo, Setti
 pub enum MediaError {
     #[error("GStreamer: {0}")]
     Gstreamer(String),
+    #[error(transparent)]
+    Board(#[from] board::BoardError),
     #[error("no usable video encoder: {0}")]
     Encoder(#[from] encoder::EncoderError),
     #[error("D-Bus ({bus}): {source}")]
@@ -90,38 +92,49 @@ pub enum MediaError {
     },
 }
 
-/// The board profile the settings name, or the development profile (said in the log).
-pub fn load_board(settings: &Settings) -> BoardProfile {
+/// The board profile the settings name. A board without a profile file runs on the
+/// development profile (said in the log); a profile that exists but cannot be used is an
+/// error, never silently replaced.
+pub fn load_board(settings: &Settings) -> Result<BoardProfile, MediaError> {
     if settings.board == "development" {
-        return BoardProfile::development();
+        return Ok(BoardProfile::development());
     }
-    match BoardProfile::load(&settings.boards_dir, &settings.board) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(board = %settings.board, error = %e, "no board profile; using the development profile");
-            BoardProfile::development()
-        }
+    let file = settings
+        .boards_dir
+        .join(&settings.board)
+        .join(board::PROFILE_FILE);
+    if !file.exists() {
+        tracing::warn!(
+            board = %settings.board,
+            file = %file.display(),
+            "no board profile; using the development profile"
+        );
+        return Ok(BoardProfile::development());
     }
+    Ok(BoardProfile::load(&settings.boards_dir, &settings.board)?)
 }
 
-/// The video source the settings ask for.
+/// The video source the settings ask for (`auto` honours the board profile's camera device).
+/// A board whose profile forbids the test pattern still sends it when there is no camera, so
+/// the agent sees why, but the fault is logged as an error and said on D-Bus.
 pub fn choose_source(settings: &Settings, board: &BoardProfile) -> VideoSource {
-    match &settings.camera {
-        CameraSetting::Auto => VideoSource::discover(&board.video),
-        CameraSetting::TestPattern => {
-            VideoSource::test_pattern("camera = test-pattern in the settings")
+    let source = match &settings.camera {
+        CameraSetting::Auto => {
+            VideoSource::discover_with(board.camera.device.as_deref(), &board.video)
         }
-        CameraSetting::Device(path) => VideoSource::Camera(CameraDevice {
-            path: path.clone(),
-            card: "configured".into(),
-            mode: CaptureMode {
-                width: board.video.width,
-                height: board.video.height,
-                fps: board.video.fps,
-                fourcc: "YUYV".into(),
-            },
-        }),
+        CameraSetting::TestPattern => {
+            return VideoSource::test_pattern("camera = test-pattern in the settings")
+        }
+        CameraSetting::Device(path) => VideoSource::open(path, &board.video),
+    };
+    if !source.is_camera() && !board.camera.allow_test_pattern {
+        tracing::error!(
+            board = %board.name,
+            camera = %source.describe(),
+            "this board must have a camera and none is usable; sending the test pattern"
+        );
     }
+    source
 }
 
 /// Runs the service until `stop` turns true; ends any call on the way out.
@@ -131,7 +144,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), MediaError> {
     gstreamer::init().map_err(|e| MediaError::Gstreamer(e.to_string()))?;
-    let board = load_board(&settings);
+    let board = load_board(&settings)?;
     let source = choose_source(&settings, &board);
     let choice = encoder::choose(&board.encoders, &board.video)?;
     tracing::info!(

@@ -46,8 +46,21 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: ok", cli.config.display());
-        return ExitCode::SUCCESS;
+        // The board profile is part of the configuration: check it too.
+        return match kiosk_media::load_board(&settings) {
+            Ok(board) => {
+                println!(
+                    "{}: ok (board profile {:?})",
+                    cli.config.display(),
+                    board.name
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kiosk-media: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

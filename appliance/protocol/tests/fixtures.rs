@@ -41,6 +41,10 @@ fn every_fixture_file_is_covered() {
         .collect();
     names.sort();
     let covered = [
+        "call_accepted.json",
+        "call_ended.json",
+        "call_queued.json",
+        "call_refused.json",
         "cmd_result_accepted.json",
         "cmd_result_failed.json",
         "cmd_result_rejected.json",
@@ -52,6 +56,8 @@ fn every_fixture_file_is_covered() {
         "command_update.json",
         "desired_config.json",
         "desired_config_invalid.json",
+        "down_signal_ice_end.json",
+        "down_signal_sdp_answer.json",
         "event_boot.json",
         "event_diagnostic.json",
         "event_future_kind.json",
@@ -66,11 +72,94 @@ fn every_fixture_file_is_covered() {
         "renew_response_rejected.json",
         "reported_applied.json",
         "reported_rejected.json",
+        "signal_end.json",
+        "signal_ice.json",
+        "signal_place.json",
+        "signal_sdp_offer.json",
         "status_offline.json",
         "status_online.json",
         "telemetry.json",
+        "telemetry_in_call.json",
     ];
     assert_eq!(names, covered, "add a test for every fixture");
+}
+
+#[test]
+fn call_signalling() {
+    use kiosk_protocol::call::{
+        CallControl, CallEvent, CallKind, DownSignal, EndReason, Party, PeerSignal, SdpType,
+        UpSignal, UpSignalBody,
+    };
+    let p: UpSignal = round_trip("signal_place.json");
+    assert!(matches!(
+        p.body,
+        UpSignalBody::Place {
+            kind: CallKind::Test,
+            ..
+        }
+    ));
+    assert!(p.body.check().is_ok() && p.body.call().is_none());
+    let o: UpSignal = round_trip("signal_sdp_offer.json");
+    assert!(matches!(
+        o.body,
+        UpSignalBody::Sdp {
+            sdp_type: SdpType::Offer,
+            ..
+        }
+    ));
+    let i: UpSignal = round_trip("signal_ice.json");
+    assert_eq!(
+        i.body.call().map(|c| c.as_str()),
+        Some("call-abcdefgh23456789")
+    );
+    let e: UpSignal = round_trip("signal_end.json");
+    assert!(matches!(
+        e.body,
+        UpSignalBody::End {
+            reason: EndReason::Hangup,
+            ..
+        }
+    ));
+    let q: CallControl = round_trip("call_queued.json");
+    assert_eq!(q.event, CallEvent::Queued);
+    let r: CallControl = round_trip("call_refused.json");
+    assert!(matches!(r.event, CallEvent::Refused { .. }));
+    let a: CallControl = round_trip("call_accepted.json");
+    match a.event {
+        CallEvent::Accepted { ice_servers, .. } => {
+            assert_eq!(ice_servers.len(), 2);
+            assert!(ice_servers[1]
+                .username
+                .as_deref()
+                .unwrap()
+                .ends_with(":call-abcdefgh23456789"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let x: CallControl = round_trip("call_ended.json");
+    assert_eq!(
+        x.event,
+        CallEvent::Ended {
+            reason: EndReason::AgentDisconnected,
+            by: Party::Cloud
+        }
+    );
+    let s: DownSignal = round_trip("down_signal_sdp_answer.json");
+    assert!(matches!(
+        s.body,
+        PeerSignal::Sdp {
+            sdp_type: SdpType::Answer,
+            ..
+        }
+    ));
+    let c: DownSignal = round_trip("down_signal_ice_end.json");
+    assert!(matches!(c.body, PeerSignal::Ice { ref candidate, .. } if candidate.is_empty()));
+    let t: Telemetry = round_trip("telemetry_in_call.json");
+    let stats = t.call_stats.unwrap();
+    assert_eq!(stats.frames_decoded, Some(612));
+    assert!(stats.stamp_latencies_ms.is_empty());
+    let old: Telemetry = round_trip("telemetry.json");
+    assert!(old.call_stats.is_none() && old.encoder_reason.is_none());
 }
 
 #[test]
