@@ -64,7 +64,7 @@ pub enum MediaEvent {
     /// The video source changed (the camera failed, or came back); said plainly.
     SourceChanged { description: String, reason: String },
     /// One second of statistics.
-    Stats(CallStats),
+    Stats(Box<CallStats>),
     /// The call cannot go on; the owner ends it.
     Failed { reason: String },
 }
@@ -1190,7 +1190,7 @@ fn control_loop(mut c: ControlCtx) {
                 if let Ok(mut l) = c.shared.latest.lock() {
                     *l = Some(stats.clone());
                 }
-                c.shared.emit(MediaEvent::Stats(stats));
+                c.shared.emit(MediaEvent::Stats(Box::new(stats)));
             }
         }
     }

@@ -90,7 +90,7 @@ impl Side {
                 description,
                 reason,
             } => self.sources.push((description.clone(), reason.clone())),
-            MediaEvent::Stats(s) => self.stats.push(s.clone()),
+            MediaEvent::Stats(s) => self.stats.push((**s).clone()),
             MediaEvent::Failed { reason } => self.failed = Some(reason.clone()),
         }
     }
