@@ -42,15 +42,89 @@ pub struct KioskFiles {
     pub provision_port: u16,
 }
 
+/// A kiosk service's process (`kiosk-sync`, `kiosk-media`) run with `--config FILE --bus ADDR`,
+/// its standard error kept for failure messages; killed on drop.
+#[derive(Debug, Default)]
+pub struct ServiceProcess {
+    child: Option<Child>,
+    /// Everything it logged.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    /// Starts workspace binary `name` with `--config config --bus bus` and `RUST_LOG=rust_log`.
+    pub fn start(&mut self, name: &str, config: &Path, bus: &str, rust_log: &str) {
+        let mut child = Command::new(workspace_bin(name))
+            .arg("--config")
+            .arg(config)
+            .arg("--bus")
+            .arg(bus)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                log.lock().unwrap().push(line);
+            }
+        });
+        self.child = Some(child);
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no chance to clean up (as a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit (SIGKILL after 10 s).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A kiosk-sync process with its own state directory.
 #[derive(Debug)]
 pub struct KioskSync {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub bus: String,
-    child: Option<Child>,
-    /// Everything it logged, for failure messages.
-    pub log: Arc<Mutex<Vec<String>>>,
+    pub process: ServiceProcess,
 }
 
 impl KioskSync {
@@ -100,8 +174,7 @@ key = "{key}"
             dir,
             config,
             bus: bus.address.clone(),
-            child: None,
-            log: Arc::new(Mutex::new(Vec::new())),
+            process: ServiceProcess::default(),
         }
     }
 
@@ -110,55 +183,22 @@ key = "{key}"
     }
 
     pub fn start(&mut self) {
-        let mut child = Command::new(workspace_bin("kiosk-sync"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--bus")
-            .arg(&self.bus)
-            .env("RUST_LOG", "info,rumqttc=warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                log.lock().unwrap().push(line);
-            }
-        });
-        self.child = Some(child);
+        self.process
+            .start("kiosk-sync", &self.config, &self.bus, "info,rumqttc=warn");
     }
 
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// SIGTERM and wait for the exit.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(s)) = c.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = c.kill();
-        c.wait().ok()
+        self.process.stop()
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.process.log_text()
     }
 
     /// Runs `kioskctl` against this kiosk's bus.
@@ -169,12 +209,6 @@ key = "{key}"
             .args(args)
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for KioskSync {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -2,6 +2,7 @@
 //! HTTPS client that trusts the CA tenantd made.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod crl;
 pub mod mqtt;
 
