@@ -18,6 +18,8 @@
 //! `{"sdp_type":"offer"|"answer","sdp":"…"}`, kind `ice` carries
 //! `{"candidate":"…","sdp_mline_index":0}` (an empty candidate: no more candidates).
 
+use kiosk_protocol::call::{PeerSignal, SdpType};
+
 /// The well-known bus name kiosk-media owns.
 pub const NAME: &str = "org.kioskcall.Media1";
 /// The object path of the interface.
@@ -42,6 +44,62 @@ pub mod call_state {
 pub mod signal_kind {
     pub const SDP: &str = "sdp";
     pub const ICE: &str = "ice";
+}
+
+/// The D-Bus form (`kind`, JSON payload) of an SDP or ICE candidate, as `LocalSignal`,
+/// `AddRemoteSignal`, `Sync1.SendSignal` and `Sync1.PeerSignal` carry it.
+pub fn signal_to_wire(s: &PeerSignal) -> (&'static str, String) {
+    match s {
+        PeerSignal::Sdp { sdp_type, sdp } => (
+            signal_kind::SDP,
+            serde_json::json!({ "sdp_type": sdp_type.as_str(), "sdp": sdp }).to_string(),
+        ),
+        PeerSignal::Ice {
+            candidate,
+            sdp_mline_index,
+        } => (
+            signal_kind::ICE,
+            serde_json::json!({ "candidate": candidate, "sdp_mline_index": sdp_mline_index })
+                .to_string(),
+        ),
+    }
+}
+
+/// Reads the D-Bus form of a signal: `kind` `sdp` or `ice`, the payload with exactly the
+/// fields of that kind, within the protocol's size limits.
+pub fn signal_from_wire(kind: &str, payload: &str) -> Result<PeerSignal, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sdp {
+        sdp_type: SdpType,
+        sdp: String,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ice {
+        candidate: String,
+        sdp_mline_index: u32,
+    }
+    let bad = |e: serde_json::Error| format!("payload of a {kind} signal: {e}");
+    let s = match kind {
+        signal_kind::SDP => {
+            let s: Sdp = serde_json::from_str(payload).map_err(bad)?;
+            PeerSignal::Sdp {
+                sdp_type: s.sdp_type,
+                sdp: s.sdp,
+            }
+        }
+        signal_kind::ICE => {
+            let i: Ice = serde_json::from_str(payload).map_err(bad)?;
+            PeerSignal::Ice {
+                candidate: i.candidate,
+                sdp_mline_index: i.sdp_mline_index,
+            }
+        }
+        other => return Err(format!("kind {other:?}: \"sdp\" or \"ice\"")),
+    };
+    s.check().map_err(|e| e.to_string())?;
+    Ok(s)
 }
 
 /// Client side of `org.kioskcall.Media1`.
@@ -104,4 +162,33 @@ pub trait Media1 {
     /// `first-keyframe-sent`, `first-remote-frame`. Empty before the first call.
     #[zbus(property)]
     fn timeline(&self) -> zbus::Result<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::unwrap_used)]
+    #[test]
+    fn signals_round_trip_on_the_wire() {
+        for s in [
+            PeerSignal::Sdp {
+                sdp_type: SdpType::Offer,
+                sdp: "v=0\r\n".into(),
+            },
+            PeerSignal::Ice {
+                candidate: "candidate:1 1 UDP 1 10.0.0.1 5000 typ host".into(),
+                sdp_mline_index: 1,
+            },
+        ] {
+            let (kind, payload) = signal_to_wire(&s);
+            assert_eq!(signal_from_wire(kind, &payload).unwrap(), s);
+        }
+        assert!(signal_from_wire("sdp", r#"{"sdp_type":"pranswer","sdp":""}"#).is_err());
+        assert!(signal_from_wire("dtmf", "{}").is_err());
+        // Only the fields of the kind.
+        assert!(signal_from_wire("ice", r#"{"candidate":"","sdp_mline_index":0,"x":1}"#).is_err());
+        let big = serde_json::json!({"candidate": "a".repeat(2000), "sdp_mline_index": 0});
+        assert!(signal_from_wire("ice", &big.to_string()).is_err());
+    }
 }

@@ -10,9 +10,9 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_lite::StreamExt as _;
-use kiosk_bus::media::{call_state, signal_kind, PATH};
+use kiosk_bus::media::{call_state, PATH};
 use kiosk_bus::{KioskError, Sync1Proxy};
-use kiosk_protocol::call::{CallId, IceServer, PeerSignal, SdpType};
+use kiosk_protocol::call::{CallId, IceServer};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::watch;
 use zbus::object_server::SignalEmitter;
@@ -60,56 +60,8 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// The wire form of a signal payload (see `kiosk_bus::media`).
-pub fn signal_to_wire(s: &PeerSignal) -> (&'static str, String) {
-    match s {
-        PeerSignal::Sdp { sdp_type, sdp } => (
-            signal_kind::SDP,
-            serde_json::json!({"sdp_type": sdp_type.as_str(), "sdp": sdp}).to_string(),
-        ),
-        PeerSignal::Ice {
-            candidate,
-            sdp_mline_index,
-        } => (
-            signal_kind::ICE,
-            serde_json::json!({"candidate": candidate, "sdp_mline_index": sdp_mline_index})
-                .to_string(),
-        ),
-    }
-}
-
-/// Reads a signal payload of `kind` (`sdp` or `ice`).
-pub fn signal_from_wire(kind: &str, payload: &str) -> Result<PeerSignal, String> {
-    #[derive(serde::Deserialize)]
-    struct Sdp {
-        sdp_type: SdpType,
-        sdp: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Ice {
-        candidate: String,
-        sdp_mline_index: u32,
-    }
-    let s = match kind {
-        signal_kind::SDP => {
-            let s: Sdp = serde_json::from_str(payload).map_err(|e| format!("sdp payload: {e}"))?;
-            PeerSignal::Sdp {
-                sdp_type: s.sdp_type,
-                sdp: s.sdp,
-            }
-        }
-        signal_kind::ICE => {
-            let i: Ice = serde_json::from_str(payload).map_err(|e| format!("ice payload: {e}"))?;
-            PeerSignal::Ice {
-                candidate: i.candidate,
-                sdp_mline_index: i.sdp_mline_index,
-            }
-        }
-        other => return Err(format!("kind {other:?}: sdp or ice")),
-    };
-    s.check().map_err(|e| e.to_string())?;
-    Ok(s)
-}
+/// The D-Bus form of signals lives with the contract; re-exported for tests and tools.
+pub use kiosk_bus::media::{signal_from_wire, signal_to_wire};
 
 impl Engine {
     pub fn new(plan: CallPlan, published: Published) -> Arc<Engine> {
@@ -547,31 +499,5 @@ impl MediaService {
         } else {
             serde_json::to_string(&t).unwrap_or_default()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_round_trip_on_the_wire() {
-        for s in [
-            PeerSignal::Sdp {
-                sdp_type: SdpType::Offer,
-                sdp: "v=0\r\n".into(),
-            },
-            PeerSignal::Ice {
-                candidate: "candidate:1 1 UDP 1 10.0.0.1 5000 typ host".into(),
-                sdp_mline_index: 1,
-            },
-        ] {
-            let (kind, payload) = signal_to_wire(&s);
-            assert_eq!(signal_from_wire(kind, &payload).unwrap(), s);
-        }
-        assert!(signal_from_wire("sdp", r#"{"sdp_type":"pranswer","sdp":""}"#).is_err());
-        assert!(signal_from_wire("dtmf", "{}").is_err());
-        let big = serde_json::json!({"candidate": "a".repeat(2000), "sdp_mline_index": 0});
-        assert!(signal_from_wire("ice", &big.to_string()).is_err());
     }
 }

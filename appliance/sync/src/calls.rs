@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use kiosk_bus::media::signal_kind;
+use kiosk_bus::media::{signal_from_wire, signal_to_wire};
 use kiosk_bus::sync::call_phase;
 use kiosk_protocol::call::{
-    CallControl, CallEvent, CallId, CallKind, DownSignal, EndReason, Party, PeerSignal, SdpType,
+    CallControl, CallEvent, CallId, CallKind, DownSignal, EndReason, Party, PeerSignal,
     UpSignalBody,
 };
 
@@ -84,68 +84,25 @@ fn party(p: Party) -> &'static str {
     }
 }
 
-/// The payload of a `sdp` or `ice` signal on D-Bus, as JSON.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SdpPayload {
-    sdp_type: SdpType,
-    sdp: String,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IcePayload {
-    candidate: String,
-    sdp_mline_index: u32,
-}
-
-/// Turns a D-Bus `kind` and JSON `payload` into a signalling message for `call`.
+/// Turns a D-Bus `kind` and JSON `payload` (`kiosk_bus::media::signal_from_wire`) into a
+/// signalling message for `call`.
 pub fn local_signal(call: &CallId, kind: &str, payload: &str) -> Result<UpSignalBody, CallError> {
-    let bad = |e: serde_json::Error| CallError::Invalid(format!("payload of a {kind} signal: {e}"));
-    let body = match kind {
-        signal_kind::SDP => {
-            let p: SdpPayload = serde_json::from_str(payload).map_err(bad)?;
-            UpSignalBody::Sdp {
-                call: call.clone(),
-                sdp_type: p.sdp_type,
-                sdp: p.sdp,
-            }
-        }
-        signal_kind::ICE => {
-            let p: IcePayload = serde_json::from_str(payload).map_err(bad)?;
-            UpSignalBody::Ice {
-                call: call.clone(),
-                candidate: p.candidate,
-                sdp_mline_index: p.sdp_mline_index,
-            }
-        }
-        other => {
-            return Err(CallError::Invalid(format!(
-                "kind {other:?}: \"sdp\" or \"ice\""
-            )))
-        }
-    };
-    body.check()
-        .map_err(|e| CallError::Invalid(e.to_string()))?;
-    Ok(body)
-}
-
-/// The kind and JSON payload of an agent's signal, for `PeerSignal`.
-pub fn peer_payload(signal: &PeerSignal) -> (&'static str, String) {
-    match signal {
-        PeerSignal::Sdp { sdp_type, sdp } => (
-            signal_kind::SDP,
-            serde_json::json!({ "sdp_type": sdp_type, "sdp": sdp }).to_string(),
-        ),
+    let body = match signal_from_wire(kind, payload).map_err(CallError::Invalid)? {
+        PeerSignal::Sdp { sdp_type, sdp } => UpSignalBody::Sdp {
+            call: call.clone(),
+            sdp_type,
+            sdp,
+        },
         PeerSignal::Ice {
             candidate,
             sdp_mline_index,
-        } => (
-            signal_kind::ICE,
-            serde_json::json!({ "candidate": candidate, "sdp_mline_index": sdp_mline_index })
-                .to_string(),
-        ),
-    }
+        } => UpSignalBody::Ice {
+            call: call.clone(),
+            candidate,
+            sdp_mline_index,
+        },
+    };
+    Ok(body)
 }
 
 /// The call state machine.
@@ -395,7 +352,7 @@ impl CallTracker {
                     tracing::warn!(call = %call, error = %e, "agent signal dropped");
                     return Vec::new();
                 }
-                let (kind, payload) = peer_payload(&msg.body);
+                let (kind, payload) = signal_to_wire(&msg.body);
                 vec![Effect::Peer {
                     call: call.to_string(),
                     kind,
@@ -409,6 +366,7 @@ impl CallTracker {
 
 #[cfg(test)]
 mod tests {
+    use kiosk_protocol::call::SdpType;
     use kiosk_protocol::Version;
 
     use super::*;
