@@ -138,3 +138,36 @@ pub async fn run_async(c: &Client, script: &str) -> Value {
         .await
         .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
 }
+
+/// Signs an agent in to the console at `base` and waits until the Calls page is connected and
+/// the agent available.
+pub async fn agent_available(c: &Client, base: &str, email: &str, password: &str) {
+    let wait = Duration::from_secs(60);
+    c.goto(&format!("{base}/console/")).await.unwrap();
+    fill(c, "#login-email", email, wait).await;
+    fill(c, "#login-password", password, wait).await;
+    click(c, "#login-submit", wait).await;
+    c.wait()
+        .at_most(wait)
+        .for_element(Locator::Css(
+            "[data-testid=calls-connection][data-state=connected]",
+        ))
+        .await
+        .expect("the Calls page connects its WebSocket");
+    let switch = c
+        .wait()
+        .at_most(wait)
+        .for_element(Locator::Css("[data-testid=calls-availability]"))
+        .await
+        .unwrap();
+    if switch.attr("aria-checked").await.unwrap().as_deref() != Some("true") {
+        switch.click().await.unwrap();
+    }
+    c.wait()
+        .at_most(wait)
+        .for_element(Locator::Css(
+            "[data-testid=calls-availability][aria-checked=true]",
+        ))
+        .await
+        .expect("available");
+}

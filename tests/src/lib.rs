@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod kiosk;
 pub mod media;
+pub mod stage;
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -4,15 +4,12 @@
 //! and the agent in a real headless Chromium (fake camera) using the console's Calls page.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use futures_lite::StreamExt as _;
-use kiosk_bus::{Media1Proxy, Sync1Proxy};
-use kioskcall_e2e::browser::{click, fill, run_async, Driver};
-use kioskcall_e2e::kiosk::{wait_status, Bus, KioskSync};
-use kioskcall_e2e::media::KioskMedia;
-use kioskcall_e2e::{Cloud, Shop};
+use kioskcall_e2e::browser::{agent_available, click, run_async, Driver};
+use kioskcall_e2e::stage::CallStage;
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -28,134 +25,6 @@ preview = "none"
 audio_input = "test-tone"
 audio_output = "fakesink"
 "#;
-
-/// The whole kiosk: cloud, shop, an agent, kiosk-sync enrolled and connected, kiosk-media.
-struct Stage {
-    cloud: Cloud,
-    _bus: Bus,
-    kiosk: KioskSync,
-    media: KioskMedia,
-    conn: zbus::Connection,
-}
-
-impl Stage {
-    async fn start() -> Stage {
-        let cloud = Cloud::start().await;
-        let shop = Shop::create(&cloud).await;
-        shop.staff(&cloud, AGENT_EMAIL, "Ana", "agent", AGENT_PASSWORD)
-            .await;
-        let bus = Bus::start().unwrap();
-        let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, "backend = \"none\"");
-        kiosk.start();
-        let conn = bus.connect().await.unwrap();
-        let sync = Sync1Proxy::new(&conn).await.unwrap();
-        wait_status(&kiosk, &sync, LONG, "asking", |s| s.state != "unenrolled").await;
-        let out = kiosk.kioskctl(&["enroll", &shop.enrollment_token(&cloud).await]);
-        assert!(out.status.success(), "{out:?}");
-        wait_status(&kiosk, &sync, LONG, "connected", |s| s.connected).await;
-        let mut media = KioskMedia::new(&bus, MEDIA_SETTINGS);
-        media.start();
-        let stage = Stage {
-            cloud,
-            _bus: bus,
-            kiosk,
-            media,
-            conn,
-        };
-        let camera = stage
-            .eventually("kiosk-media on the bus", || async {
-                stage.media_proxy().await.camera().await.ok()
-            })
-            .await;
-        assert!(
-            camera.starts_with("test-pattern"),
-            "the test pattern is said plainly: {camera}"
-        );
-        stage
-    }
-
-    async fn media_proxy(&self) -> Media1Proxy<'static> {
-        Media1Proxy::builder(&self.conn)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .unwrap()
-    }
-
-    async fn sync(&self) -> Sync1Proxy<'static> {
-        Sync1Proxy::new(&self.conn).await.unwrap()
-    }
-
-    /// Polls `f` until it gives a value.
-    async fn eventually<T, F, Fut>(&self, what: &str, f: F) -> T
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + LONG;
-        loop {
-            if let Some(v) = f().await {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never: {what}\n--- kiosk-sync ---\n{}\n--- kiosk-media ---\n{}",
-                self.kiosk.log_text(),
-                self.media.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The kiosk's statistics of the running call.
-    async fn kiosk_stats(&self) -> Option<Value> {
-        let s = self.media_proxy().await.stats().await.ok()?;
-        serde_json::from_str(&s).ok()
-    }
-
-    /// Places a test call with kioskctl; returns the call id.
-    fn place(&self) -> String {
-        let out = self.kiosk.kioskctl(&["call", "test"]);
-        assert!(out.status.success(), "{out:?}\n{}", self.kiosk.log_text());
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        text.split_whitespace()
-            .find(|w| w.starts_with("call-"))
-            .unwrap_or_else(|| panic!("no call id in {text:?}"))
-            .to_string()
-    }
-}
-
-/// Signs the agent in and opens the Calls page, available.
-async fn agent_available(c: &Client, cloud: &Cloud) {
-    let wait = LONG;
-    c.goto(&format!("{}/console/", cloud.base)).await.unwrap();
-    fill(c, "#login-email", AGENT_EMAIL, wait).await;
-    fill(c, "#login-password", AGENT_PASSWORD, wait).await;
-    click(c, "#login-submit", wait).await;
-    c.wait()
-        .at_most(wait)
-        .for_element(Locator::Css(
-            "[data-testid=calls-connection][data-state=connected]",
-        ))
-        .await
-        .expect("the Calls page connects its WebSocket");
-    let switch = c
-        .wait()
-        .at_most(wait)
-        .for_element(Locator::Css("[data-testid=calls-availability]"))
-        .await
-        .unwrap();
-    if switch.attr("aria-checked").await.unwrap().as_deref() != Some("true") {
-        switch.click().await.unwrap();
-    }
-    c.wait()
-        .at_most(wait)
-        .for_element(Locator::Css(
-            "[data-testid=calls-availability][aria-checked=true]",
-        ))
-        .await
-        .expect("available");
-}
 
 /// Frames of the kiosk's video Chromium has decoded in the running call.
 async fn chromium_frames(c: &Client) -> u64 {
@@ -190,7 +59,7 @@ async fn agent_call(c: &Client) -> Value {
 
 /// Accepts the ringing call `call` in the console and waits until both sides decode at least
 /// `frames` frames; returns (Chromium's, the kiosk's) counts.
-async fn accept_and_flow(stage: &Stage, c: &Client, call: &str, frames: u64) -> (u64, u64) {
+async fn accept_and_flow(stage: &CallStage, c: &Client, call: &str, frames: u64) -> (u64, u64) {
     click(
         c,
         &format!("[data-testid=ringing-call][data-call='{call}'] [data-testid=call-accept]"),
@@ -215,10 +84,10 @@ async fn accept_and_flow(stage: &Stage, c: &Client, call: &str, frames: u64) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kiosk_calls_an_agent_in_chromium_and_either_side_ends_it() {
-    let stage = Stage::start().await;
+    let stage = CallStage::start((AGENT_EMAIL, "Ana", AGENT_PASSWORD), MEDIA_SETTINGS).await;
     let driver = Driver::start().await;
     let c = driver.browser(1280, 800, &[]).await;
-    agent_available(&c, &stage.cloud).await;
+    agent_available(&c, &stage.cloud.base, AGENT_EMAIL, AGENT_PASSWORD).await;
     let sync = stage.sync().await;
     let mut ended = sync.receive_call_ended().await.unwrap();
 

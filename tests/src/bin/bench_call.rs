@@ -26,7 +26,6 @@ use fantoccini::Locator;
 use futures_lite::StreamExt as _;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use kiosk_bus::{Media1Proxy, Sync1Proxy};
 use kiosk_media::agent::{AgentPlan, AgentSim};
 use kiosk_media::board::{BoardProfile, VideoPrefs};
 use kiosk_media::camera::VideoSource;
@@ -34,10 +33,8 @@ use kiosk_media::encoder::{self, EncoderChoice};
 use kiosk_media::peer::{MediaEvent, Milestone, RemoteVideoSink};
 use kiosk_media::session::{CallPlan, CallSession};
 use kiosk_media::stamp;
-use kioskcall_e2e::browser::{click, fill, Driver};
-use kioskcall_e2e::kiosk::{wait_status, Bus, KioskSync};
-use kioskcall_e2e::media::KioskMedia;
-use kioskcall_e2e::{Cloud, Shop};
+use kioskcall_e2e::browser::{agent_available, click, Driver};
+use kioskcall_e2e::stage::CallStage;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -327,61 +324,18 @@ struct ChromiumFigures {
 }
 
 async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
-    let cloud = Cloud::start().await;
-    let shop = Shop::create(&cloud).await;
-    shop.staff(&cloud, AGENT_EMAIL, "Bench", "agent", AGENT_PASSWORD)
-        .await;
-    let bus = Bus::start().unwrap();
-    let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, "backend = \"none\"");
-    kiosk.start();
-    let conn = bus.connect().await.unwrap();
-    let sync = Sync1Proxy::new(&conn).await.unwrap();
-    wait_status(&kiosk, &sync, LONG, "asking", |s| s.state != "unenrolled").await;
-    let out = kiosk.kioskctl(&["enroll", &shop.enrollment_token(&cloud).await]);
-    assert!(out.status.success(), "{out:?}");
-    wait_status(&kiosk, &sync, LONG, "connected", |s| s.connected).await;
-    let mut media = KioskMedia::new(
-        &bus,
+    let stage = CallStage::start(
+        (AGENT_EMAIL, "Bench", AGENT_PASSWORD),
         "version = 1\nboard = \"development\"\ncamera = \"test-pattern\"\nremote_video = \"count\"\n\
          preview = \"none\"\naudio_input = \"test-tone\"\naudio_output = \"fakesink\"\nstamp = true\n",
-    );
-    media.start();
-    let media_pid = media.pid().expect("kiosk-media runs");
-    let m = Media1Proxy::builder(&conn)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap();
-    let t = Instant::now();
-    while m.camera().await.is_err() {
-        assert!(
-            t.elapsed() < LONG,
-            "kiosk-media never came up:\n{}",
-            media.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
+    )
+    .await;
+    let media_pid = stage.media.pid().expect("kiosk-media runs");
+    let m = stage.media_proxy().await;
+    let sync = stage.sync().await;
     let driver = Driver::start().await;
     let c = driver.browser(1280, 800, &[]).await;
-    c.goto(&format!("{}/console/", cloud.base)).await.unwrap();
-    fill(&c, "#login-email", AGENT_EMAIL, LONG).await;
-    fill(&c, "#login-password", AGENT_PASSWORD, LONG).await;
-    click(&c, "#login-submit", LONG).await;
-    c.wait()
-        .at_most(LONG)
-        .for_element(Locator::Css(
-            "[data-testid=calls-connection][data-state=connected]",
-        ))
-        .await
-        .expect("the Calls page connects");
-    let switch = c
-        .find(Locator::Css("[data-testid=calls-availability]"))
-        .await
-        .unwrap();
-    if switch.attr("aria-checked").await.unwrap().as_deref() != Some("true") {
-        switch.click().await.unwrap();
-    }
+    agent_available(&c, &stage.cloud.base, AGENT_EMAIL, AGENT_PASSWORD).await;
     c.execute(PAGE_HOOKS, vec![]).await.unwrap();
 
     let mut f = ChromiumFigures::default();
@@ -432,7 +386,7 @@ async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
             assert!(
                 t.elapsed() < LONG,
                 "call {call} never flowed both ways:\n{}",
-                media.log_text()
+                stage.media.log_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -526,8 +480,9 @@ async fn chromium_calls(calls: usize, seconds: u64) -> ChromiumFigures {
         );
     }
     let _ = c.close().await;
-    media.stop();
-    kiosk.stop();
+    let mut stage = stage;
+    stage.media.stop();
+    stage.kiosk.stop();
     f
 }
 
