@@ -17,7 +17,14 @@
 //!   call, kiosk-sync ends the call with reason `media_failed`, so the agent is never left
 //!   looking at a frozen picture.
 //!
-//! OTP methods arrive with the journey work.
+//! - The customer journey: [`Sync1Proxy::request_otp`] starts a customer session and asks the
+//!   cloud to text a code to the number; [`Sync1Proxy::resend_otp`] and
+//!   [`Sync1Proxy::verify_otp`] follow. Each answers a [`JourneyOutcome`] as JSON. A verified
+//!   code gives kiosk-sync a customer token it keeps to itself;
+//!   [`Sync1Proxy::place_customer_call`] uses it (with the customer's consent answer), and
+//!   [`Sync1Proxy::request_callback`] books a callback with it. [`Sync1Proxy::end_journey`]
+//!   forgets the session (privacy reset). While queued, `QueueUpdate` says the place in the
+//!   queue; `CallbackOffered` follows a `CallEnded` when nobody answered in time.
 
 use serde::{Deserialize, Serialize};
 use zvariant::Type;
@@ -50,6 +57,52 @@ pub mod call_phase {
     pub const QUEUED: &str = "queued";
     /// An agent accepted; media negotiates and flows.
     pub const ACCEPTED: &str = "accepted";
+}
+
+/// What the journey methods answer (as JSON): the cloud's answer without its secrets, or
+/// `offline` when the kiosk cannot reach the cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum JourneyOutcome {
+    CodeSent {
+        masked_phone: String,
+        resend_after_s: u32,
+        expires_in_s: u32,
+    },
+    Limited {
+        retry_after_s: u32,
+    },
+    InvalidPhone {
+        message: String,
+    },
+    Verified {
+        masked_phone: String,
+        expires_in_s: u32,
+    },
+    WrongCode {
+        tries_left: u32,
+    },
+    /// `why`: `expired`, `used`, `too_many_tries`, `no_code`.
+    CodeDead {
+        why: String,
+    },
+    CallbackBooked {
+        masked_phone: String,
+    },
+    /// The cloud could not do it now (no SMS gateway answered, no answer in time, ...).
+    Unavailable {
+        reason: String,
+    },
+    /// The kiosk has no link to the cloud.
+    Offline,
+}
+
+/// `consent` values of [`Sync1Proxy::place_customer_call`].
+pub mod consent {
+    /// The organization does not record: no question was asked.
+    pub const NOT_ASKED: &str = "";
+    pub const GRANTED: &str = "granted";
+    pub const DECLINED: &str = "declined";
 }
 
 /// Everything `kioskctl status` shows, in one call.
@@ -109,6 +162,41 @@ pub trait Sync1 {
 
     /// Ends (or cancels) `call`; `reason` is a `kiosk_protocol::call::EndReason` name.
     fn end_call(&self, call: &str, reason: &str) -> zbus::Result<()>;
+
+    /// Starts a customer session (forgetting any previous one) and asks the cloud to text a
+    /// one-time code to `phone` (E.164, `+` and country code). `language` is the screen's
+    /// BCP 47 tag or empty. Answers a [`JourneyOutcome`] as JSON.
+    fn request_otp(&self, phone: &str, language: &str) -> zbus::Result<String>;
+
+    /// A new code to the same number, after the cooldown. Answers a [`JourneyOutcome`].
+    fn resend_otp(&self) -> zbus::Result<String>;
+
+    /// Checks the code the customer typed (6 digits). Answers a [`JourneyOutcome`]; on
+    /// `verified` kiosk-sync keeps the customer token for the call.
+    fn verify_otp(&self, code: &str) -> zbus::Result<String>;
+
+    /// Places the verified customer's call. `language` a BCP 47 tag or empty; `consent` is
+    /// `""` when the organization does not record, else `granted` or `declined` (the notice
+    /// version shown is the config's). Returns the request id, like [`Sync1Proxy::place_call`].
+    /// Refused when the code was not verified in this session.
+    fn place_customer_call(&self, language: &str, consent: &str) -> zbus::Result<String>;
+
+    /// Books a callback for the verified customer; `call` is the call nobody answered, or
+    /// empty (the site is closed). Answers a [`JourneyOutcome`].
+    fn request_callback(&self, call: &str) -> zbus::Result<String>;
+
+    /// The customer's session is over: forget the token and the number here, and ask the
+    /// cloud to forget what is not a record.
+    fn end_journey(&self) -> zbus::Result<()>;
+
+    /// The queued `call`'s place: `position` 1 is next, `estimated_wait_s` an estimate (0 when
+    /// unknown).
+    #[zbus(signal)]
+    fn queue_update(&self, call: &str, position: u32, estimated_wait_s: u32) -> zbus::Result<()>;
+
+    /// Nobody answered `call` in time; the customer may ask for a callback.
+    #[zbus(signal)]
+    fn callback_offered(&self, call: &str) -> zbus::Result<()>;
 
     /// The cloud queued the call placed as `request`; agents are ringing.
     #[zbus(signal)]

@@ -190,11 +190,19 @@ pub struct UpSignal {
 pub enum UpSignalBody {
     /// Asks for a call. `request` is the kiosk's own id for it (1 to 64 bytes), echoed in the
     /// answer; `language` is a BCP 47 tag the customer chose, if any.
+    ///
+    /// A `customer` call carries the customer token from [`crate::journey`] (a verified phone
+    /// number, good for this one call) and, when the organization records, the customer's
+    /// answer to the consent notice.
     Place {
         request: String,
         kind: CallKind,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         language: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consent: Option<Consent>,
     },
     /// The kiosk's SDP (an offer; an answer only if the agent renegotiates).
     Sdp {
@@ -212,6 +220,18 @@ pub enum UpSignalBody {
     End { call: CallId, reason: EndReason },
 }
 
+/// The customer's answer to the recording notice, as the kiosk recorded it (the same id is in
+/// the `consent` event of its outbox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// The kiosk's id for this consent record (1 to 64 bytes).
+    pub id: String,
+    /// The version of the notice text shown.
+    pub notice_version: u32,
+    /// `true`: the call may be recorded; `false`: it must not be.
+    pub granted: bool,
+}
+
 /// Cloud → device, `kiosk/v1/{d}/down/call`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallControl {
@@ -227,8 +247,14 @@ pub struct CallControl {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum CallEvent {
-    /// Placed; agents are ringing.
-    Queued,
+    /// Placed; agents are ringing. Sent again whenever the place in the queue changes:
+    /// `position` 1 is next; `estimated_wait_s` comes from the organization's recent waits.
+    Queued {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimated_wait_s: Option<u32>,
+    },
     /// No call (the reason is for the technician's log, not the customer's screen).
     Refused { reason: String },
     /// An agent accepted: make the offer with these ICE servers. TURN credentials in them
@@ -238,8 +264,14 @@ pub enum CallEvent {
         ice_servers: Vec<IceServer>,
         expires_at_ms: i64,
     },
-    /// The call is over.
-    Ended { reason: EndReason, by: Party },
+    /// The call is over. `callback_offered`: nobody answered in time and the customer may ask
+    /// to be called back (`up/journey` `callback`).
+    Ended {
+        reason: EndReason,
+        by: Party,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        callback_offered: bool,
+    },
 }
 
 /// Cloud → device, `kiosk/v1/{d}/down/signal`: the agent's side of the negotiation.
@@ -311,7 +343,11 @@ impl UpSignalBody {
     pub fn check(&self) -> Result<(), TooLarge> {
         match self {
             UpSignalBody::Place {
-                request, language, ..
+                request,
+                language,
+                customer,
+                consent,
+                ..
             } => {
                 limit("request", request, MAX_REQUEST_BYTES)?;
                 if request.is_empty() {
@@ -321,7 +357,16 @@ impl UpSignalBody {
                         max: MAX_REQUEST_BYTES,
                     });
                 }
-                limit("language", language.as_deref().unwrap_or(""), 35)
+                limit("language", language.as_deref().unwrap_or(""), 35)?;
+                limit(
+                    "customer",
+                    customer.as_deref().unwrap_or(""),
+                    crate::journey::MAX_TOKEN_BYTES,
+                )?;
+                if let Some(c) = consent {
+                    limit("consent id", &c.id, MAX_REQUEST_BYTES)?;
+                }
+                Ok(())
             }
             UpSignalBody::Sdp { sdp, .. } => limit("sdp", sdp, MAX_SDP_BYTES),
             UpSignalBody::Ice { candidate, .. } => {
@@ -366,7 +411,8 @@ mod tests {
             c.event,
             CallEvent::Ended {
                 reason: EndReason::Other,
-                by: Party::Cloud
+                by: Party::Cloud,
+                callback_offered: false,
             }
         );
     }
@@ -382,6 +428,8 @@ mod tests {
             request: String::new(),
             kind: CallKind::Test,
             language: None,
+            customer: None,
+            consent: None,
         };
         assert!(place.check().is_err());
     }

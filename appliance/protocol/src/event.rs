@@ -31,6 +31,22 @@ pub enum EventBody {
     Boot { firmware: String, slot: String },
     /// Something an operator should know (camera lost, encoder fell back, disk low).
     Diagnostic { code: String, detail: String },
+    /// The customer's answer to the recording notice (a record: kept until acknowledged).
+    /// `consent_id` is the one in the call's `place`.
+    Consent {
+        consent_id: String,
+        notice_version: u32,
+        granted: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<crate::call::CallId>,
+    },
+    /// The customer's satisfaction after `call`: 1 (unhappy) to 3 (happy).
+    Survey {
+        call: crate::call::CallId,
+        score: u8,
+    },
     /// A kind this build does not know (from newer firmware): kept, not interpreted.
     #[serde(other)]
     Unknown,
@@ -40,7 +56,10 @@ impl EventBody {
     pub fn retention(&self) -> Retention {
         match self {
             EventBody::Diagnostic { .. } => Retention::Droppable,
-            EventBody::Boot { .. } | EventBody::Unknown => Retention::Keep,
+            EventBody::Boot { .. }
+            | EventBody::Consent { .. }
+            | EventBody::Survey { .. }
+            | EventBody::Unknown => Retention::Keep,
         }
     }
 }

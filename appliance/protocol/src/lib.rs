@@ -10,13 +10,16 @@
 //! tests forever. Every device→cloud message carries a unique [`MessageId`] and a per-device
 //! sequence number: delivery is at least once on the wire, and the cloud keeps each id once.
 //!
-//! Call control and signalling (`up/signal`, `down/call`, `down/signal`) are in [`call`].
+//! Call control and signalling (`up/signal`, `down/call`, `down/signal`) are in [`call`]; the
+//! customer journey's one-time codes and callbacks (`up/journey`, `down/journey`) in
+//! [`journey`]; weekly business hours, holidays and "open now / next opening" in [`hours`].
 
 pub mod call;
 pub mod command;
 pub mod config;
 pub mod event;
 pub mod hours;
+pub mod journey;
 pub mod provision;
 pub mod renew;
 pub mod telemetry;

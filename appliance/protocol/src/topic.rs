@@ -4,8 +4,8 @@
 //! | topic | direction |
 //! |---|---|
 //! | `provision/v1/{client}/request` · `provision/v1/{client}/response` | claim cert ↔ cloud |
-//! | `kiosk/v1/{d}/up/telemetry`, `up/reported`, `up/events`, `up/signal`, `up/cmd-result` | device → cloud |
-//! | `kiosk/v1/{d}/down/desired` (retained), `down/cmd`, `down/signal`, `down/call` | cloud → device |
+//! | `kiosk/v1/{d}/up/telemetry`, `up/reported`, `up/events`, `up/signal`, `up/cmd-result`, `up/csr`, `up/journey` | device → cloud |
+//! | `kiosk/v1/{d}/down/desired` (retained), `down/cmd`, `down/signal`, `down/call`, `down/cert`, `down/journey` | cloud → device |
 //! | `kiosk/v1/{d}/status` (retained; the broker's last will says offline) | device → everyone |
 
 use crate::DeviceId;
@@ -25,6 +25,8 @@ pub enum Up {
     CmdResult,
     /// A certificate signing request for a new device key (rotation).
     Csr,
+    /// The customer journey's requests: one-time codes and callbacks (live, never stored).
+    Journey,
 }
 
 /// A cloud→device channel.
@@ -36,16 +38,19 @@ pub enum Down {
     Call,
     /// The certificate answering an `up/csr`.
     Cert,
+    /// Answers to `up/journey`.
+    Journey,
 }
 
 impl Up {
-    pub const ALL: [Up; 6] = [
+    pub const ALL: [Up; 7] = [
         Up::Telemetry,
         Up::Reported,
         Up::Events,
         Up::Signal,
         Up::CmdResult,
         Up::Csr,
+        Up::Journey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,17 +61,19 @@ impl Up {
             Up::Signal => "signal",
             Up::CmdResult => "cmd-result",
             Up::Csr => "csr",
+            Up::Journey => "journey",
         }
     }
 }
 
 impl Down {
-    pub const ALL: [Down; 5] = [
+    pub const ALL: [Down; 6] = [
         Down::Desired,
         Down::Cmd,
         Down::Signal,
         Down::Call,
         Down::Cert,
+        Down::Journey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +83,7 @@ impl Down {
             Down::Signal => "signal",
             Down::Call => "call",
             Down::Cert => "cert",
+            Down::Journey => "journey",
         }
     }
 }

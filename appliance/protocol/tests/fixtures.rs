@@ -43,7 +43,9 @@ fn every_fixture_file_is_covered() {
     let covered = [
         "call_accepted.json",
         "call_ended.json",
+        "call_ended_callback.json",
         "call_queued.json",
+        "call_queued_position.json",
         "call_refused.json",
         "cmd_result_accepted.json",
         "cmd_result_failed.json",
@@ -59,8 +61,22 @@ fn every_fixture_file_is_covered() {
         "down_signal_ice_end.json",
         "down_signal_sdp_answer.json",
         "event_boot.json",
+        "event_consent.json",
         "event_diagnostic.json",
         "event_future_kind.json",
+        "event_survey.json",
+        "journey_callback.json",
+        "journey_callback_booked.json",
+        "journey_code_dead.json",
+        "journey_code_sent.json",
+        "journey_forget.json",
+        "journey_future_result.json",
+        "journey_limited.json",
+        "journey_otp_request.json",
+        "journey_otp_resend.json",
+        "journey_otp_verify.json",
+        "journey_verified.json",
+        "journey_wrong_code.json",
         "provision_request.json",
         "provision_request_with_token.json",
         "provision_response_activation_code.json",
@@ -75,6 +91,7 @@ fn every_fixture_file_is_covered() {
         "signal_end.json",
         "signal_ice.json",
         "signal_place.json",
+        "signal_place_customer.json",
         "signal_sdp_offer.json",
         "status_offline.json",
         "status_online.json",
@@ -121,7 +138,44 @@ fn call_signalling() {
         }
     ));
     let q: CallControl = round_trip("call_queued.json");
-    assert_eq!(q.event, CallEvent::Queued);
+    assert_eq!(
+        q.event,
+        CallEvent::Queued {
+            position: None,
+            estimated_wait_s: None
+        }
+    );
+    let q: CallControl = round_trip("call_queued_position.json");
+    assert_eq!(
+        q.event,
+        CallEvent::Queued {
+            position: Some(2),
+            estimated_wait_s: Some(95)
+        }
+    );
+    let p: UpSignal = round_trip("signal_place_customer.json");
+    match &p.body {
+        UpSignalBody::Place {
+            kind: CallKind::Customer,
+            customer: Some(token),
+            consent: Some(consent),
+            ..
+        } => {
+            assert!(token.starts_with("kct_"));
+            assert!(!consent.granted && consent.notice_version == 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.body.check().is_ok());
+    let x: CallControl = round_trip("call_ended_callback.json");
+    assert_eq!(
+        x.event,
+        CallEvent::Ended {
+            reason: EndReason::NotAnswered,
+            by: Party::Cloud,
+            callback_offered: true,
+        }
+    );
     let r: CallControl = round_trip("call_refused.json");
     assert!(matches!(r.event, CallEvent::Refused { .. }));
     let a: CallControl = round_trip("call_accepted.json");
@@ -141,7 +195,8 @@ fn call_signalling() {
         x.event,
         CallEvent::Ended {
             reason: EndReason::AgentDisconnected,
-            by: Party::Cloud
+            by: Party::Cloud,
+            callback_offered: false,
         }
     );
     let s: DownSignal = round_trip("down_signal_sdp_answer.json");
@@ -282,6 +337,64 @@ fn telemetry_status_and_events() {
     let e: Event = serde_json::from_str(&raw).unwrap();
     assert_eq!(e.body, EventBody::Unknown);
     assert_eq!(e.header.seq, 3);
+    let e: Event = round_trip("event_consent.json");
+    assert!(matches!(
+        e.body,
+        EventBody::Consent {
+            granted: false,
+            notice_version: 2,
+            ..
+        }
+    ));
+    let e: Event = round_trip("event_survey.json");
+    assert!(matches!(e.body, EventBody::Survey { score: 3, .. }));
+}
+
+#[test]
+fn customer_journey() {
+    use kiosk_protocol::journey::{
+        DeadCode, JourneyAnswer, JourneyRequest, JourneyResult, JourneyUp,
+    };
+    let r: JourneyUp = round_trip("journey_otp_request.json");
+    assert!(matches!(r.body, JourneyRequest::OtpRequest { .. }));
+    assert!(r.check().is_ok());
+    let r: JourneyUp = round_trip("journey_otp_resend.json");
+    assert_eq!(r.body, JourneyRequest::OtpResend);
+    let r: JourneyUp = round_trip("journey_otp_verify.json");
+    assert!(r.check().is_ok());
+    let r: JourneyUp = round_trip("journey_callback.json");
+    assert!(matches!(
+        r.body,
+        JourneyRequest::Callback { call: Some(_), .. }
+    ));
+    let r: JourneyUp = round_trip("journey_forget.json");
+    assert_eq!(r.body, JourneyRequest::Forget);
+    let a: JourneyAnswer = round_trip("journey_code_sent.json");
+    assert!(matches!(
+        a.result,
+        JourneyResult::CodeSent {
+            resend_after_s: 30,
+            ..
+        }
+    ));
+    let a: JourneyAnswer = round_trip("journey_wrong_code.json");
+    assert_eq!(a.result, JourneyResult::WrongCode { tries_left: 4 });
+    let a: JourneyAnswer = round_trip("journey_code_dead.json");
+    assert_eq!(
+        a.result,
+        JourneyResult::CodeDead {
+            why: DeadCode::TooManyTries
+        }
+    );
+    let a: JourneyAnswer = round_trip("journey_verified.json");
+    assert!(matches!(a.result, JourneyResult::Verified { .. }));
+    let a: JourneyAnswer = round_trip("journey_limited.json");
+    assert!(matches!(a.result, JourneyResult::Limited { .. }));
+    let a: JourneyAnswer = round_trip("journey_callback_booked.json");
+    assert!(matches!(a.result, JourneyResult::CallbackBooked { .. }));
+    let raw = text("v1", "journey_future_result.json");
+    let a: JourneyAnswer = serde_json::from_str(&raw).unwrap();
+    assert_eq!(a.result, JourneyResult::Unknown);
 }
 
 #[test]

@@ -175,6 +175,8 @@ impl CallTracker {
             request,
             kind,
             language: (!language.is_empty()).then(|| language.to_string()),
+            customer: None,
+            consent: None,
         })])
     }
 
@@ -279,7 +281,7 @@ impl CallTracker {
         if !mine {
             // A late answer for a call this kiosk no longer has: make sure the cloud ends it.
             return match msg.event {
-                CallEvent::Queued | CallEvent::Accepted { .. } => {
+                CallEvent::Queued { .. } | CallEvent::Accepted { .. } => {
                     vec![Effect::Send(UpSignalBody::End {
                         call: msg.call,
                         reason: EndReason::Cancelled,
@@ -290,7 +292,7 @@ impl CallTracker {
         }
         let request = msg.request.clone();
         match msg.event {
-            CallEvent::Queued => {
+            CallEvent::Queued { .. } => {
                 if matches!(self.phase, Phase::Placing { .. }) {
                     self.phase = Phase::Queued {
                         request: request.clone(),
@@ -332,7 +334,7 @@ impl CallTracker {
                     expires_at_ms,
                 }]
             }
-            CallEvent::Ended { reason, by } => {
+            CallEvent::Ended { reason, by, .. } => {
                 self.phase = Phase::Idle;
                 vec![Effect::Ended {
                     call: msg.call.to_string(),
@@ -394,9 +396,23 @@ mod tests {
         );
         assert!(t.place("test", "", "r2".into(), true, 0).is_err());
         // Another request's answer is not ours: the cloud is told to end that call.
-        let e = t.control(control("call-other0001", "r9", CallEvent::Queued));
+        let e = t.control(control(
+            "call-other0001",
+            "r9",
+            CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None,
+            },
+        ));
         assert!(matches!(&e[0], Effect::Send(UpSignalBody::End { .. })));
-        let e = t.control(control("call-aaaabbbb", "r1", CallEvent::Queued));
+        let e = t.control(control(
+            "call-aaaabbbb",
+            "r1",
+            CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None,
+            },
+        ));
         assert_eq!(
             e,
             vec![Effect::Queued {
@@ -468,17 +484,32 @@ mod tests {
         assert!(matches!(&t.tick(1_000 + 15_000)[0], Effect::Ended { .. }));
         assert_eq!(t.phase(), &Phase::Idle);
         t.place("test", "", "r3".into(), true, 0).unwrap();
-        t.control(control("call-cccccccc", "r3", CallEvent::Queued));
+        t.control(control(
+            "call-cccccccc",
+            "r3",
+            CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None,
+            },
+        ));
         let e = t.link_lost();
         assert!(matches!(&e[0], Effect::Ended { reason, .. } if reason == "kiosk_offline"));
         t.place("test", "", "r4".into(), true, 0).unwrap();
-        t.control(control("call-dddddddd", "r4", CallEvent::Queued));
+        t.control(control(
+            "call-dddddddd",
+            "r4",
+            CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None,
+            },
+        ));
         let e = t.control(control(
             "call-dddddddd",
             "r4",
             CallEvent::Ended {
                 reason: EndReason::Hangup,
                 by: Party::Agent,
+                callback_offered: false,
             },
         ));
         assert!(matches!(&e[0], Effect::Ended { by: "agent", .. }));

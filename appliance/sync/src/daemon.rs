@@ -739,6 +739,10 @@ impl Daemon {
                 }
                 Step::Continue
             }
+            Down::Journey => {
+                tracing::warn!("journey answer dropped: not handled yet");
+                Step::Continue
+            }
             Down::Signal => {
                 match serde_json::from_slice::<DownSignal>(&msg.payload) {
                     Ok(sig) => {

@@ -118,6 +118,8 @@ impl Kiosk {
             request: request.into(),
             kind: CallKind::Test,
             language: None,
+            customer: None,
+            consent: None,
         })
         .await;
     }

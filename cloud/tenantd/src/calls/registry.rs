@@ -482,7 +482,10 @@ impl Registry {
                         ice_servers: g.ice_servers.clone(),
                         expires_at_ms: g.expires_at_ms,
                     },
-                    _ => CallEvent::Queued,
+                    _ => CallEvent::Queued {
+                        position: None,
+                        estimated_wait_s: None,
+                    },
                 })];
             }
             return Vec::new();
@@ -534,7 +537,10 @@ impl Registry {
         };
         let mut effects = vec![
             Effect::Record(call.record.clone()),
-            call.control(CallEvent::Queued),
+            call.control(CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None,
+            }),
         ];
         for (id, agent) in &self.agents {
             if agent.rings_for(*id, &call) {
@@ -981,7 +987,11 @@ impl Registry {
         call.record.end_reason = Some(reason);
         call.record.ended_by = Some(by);
         let mut effects = vec![call.touch()];
-        let ended = CallEvent::Ended { reason, by };
+        let ended = CallEvent::Ended {
+            reason,
+            by,
+            callback_offered: false,
+        };
         if by != Party::Kiosk {
             effects.push(call.control(ended.clone()));
         }
@@ -1198,7 +1208,13 @@ mod tests {
         let mut agents = rung(&effects);
         agents.sort_unstable();
         assert_eq!(agents, vec![1, 2]);
-        assert_eq!(kiosk_events(&effects), vec![CallEvent::Queued]);
+        assert_eq!(
+            kiosk_events(&effects),
+            vec![CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None
+            }]
+        );
         assert!(effects.iter().any(|e| matches!(
             e,
             Effect::Record(CallRecord {
@@ -1282,7 +1298,13 @@ mod tests {
         let id = placed_id(&first);
         let again = r.place(place("kiosk-a", ORG, "r1"), 110);
         assert_eq!(placed_id(&again), id);
-        assert_eq!(kiosk_events(&again), vec![CallEvent::Queued]);
+        assert_eq!(
+            kiosk_events(&again),
+            vec![CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None
+            }]
+        );
         let second = r.place(place("kiosk-a", ORG, "r2"), 120);
         let refused_id = placed_id(&second);
         assert_ne!(refused_id, id);
@@ -1380,7 +1402,8 @@ mod tests {
             kiosk_events(&ended),
             vec![CallEvent::Ended {
                 reason: EndReason::Hangup,
-                by: Party::Agent
+                by: Party::Agent,
+                callback_offered: false,
             }]
         );
         // A repeated place of that request hears that it ended.
@@ -1388,7 +1411,13 @@ mod tests {
         assert!(matches!(kiosk_events(&again)[0], CallEvent::Ended { .. }));
         // And the kiosk may call again.
         let next = r.place(place("kiosk-a", ORG, "r2"), 140);
-        assert_eq!(kiosk_events(&next), vec![CallEvent::Queued]);
+        assert_eq!(
+            kiosk_events(&next),
+            vec![CallEvent::Queued {
+                position: None,
+                estimated_wait_s: None
+            }]
+        );
     }
 
     #[test]
@@ -1419,7 +1448,8 @@ mod tests {
             kiosk_events(&ended),
             vec![CallEvent::Ended {
                 reason: EndReason::AgentDisconnected,
-                by: Party::Cloud
+                by: Party::Cloud,
+                callback_offered: false,
             }]
         );
         assert!(r.kiosk_call("kiosk-a").is_none());
@@ -1449,7 +1479,8 @@ mod tests {
             kiosk_events(&late),
             vec![CallEvent::Ended {
                 reason: EndReason::TooLong,
-                by: Party::Cloud
+                by: Party::Cloud,
+                callback_offered: false,
             }]
         );
     }

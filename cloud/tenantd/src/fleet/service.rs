@@ -405,6 +405,10 @@ pub fn handle_up(
         }
         Up::Csr => return handle_renew(store, pki, device, payload, now),
         Up::Signal => return calls.handle_up_signal(device, payload, crate::calls::now_ms()),
+        Up::Journey => {
+            tracing::warn!(device = id, "journey message dropped: not handled yet");
+            return Ok(Vec::new());
+        }
     };
     match header {
         Ok(h) => {

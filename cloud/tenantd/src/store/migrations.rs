@@ -248,4 +248,118 @@ CREATE TABLE call_snapshots (
 );
 CREATE INDEX call_snapshots_call ON call_snapshots(org_id, call_id);
 "#,
+    // 5: the customer journey: one-time codes (keyed hashes only), SMS deliveries, the
+    // customer principal (one verified number, one call), callbacks, consent records, call
+    // records' customer columns, per-organization SMS gateways and queue time-out, agents'
+    // languages.
+    r#"
+CREATE TABLE otp_codes (
+    id             INTEGER PRIMARY KEY,
+    org_id         INTEGER NOT NULL REFERENCES orgs(id),
+    device_id      TEXT NOT NULL REFERENCES devices(id),
+    request_id     TEXT NOT NULL,
+    phone_hash     BLOB NOT NULL,
+    -- Kept only to resend while the code lives; NULL once verified, dead or forgotten.
+    phone_e164     TEXT,
+    phone_masked   TEXT NOT NULL,
+    code_hash      BLOB NOT NULL,
+    language       TEXT,
+    created_at_ms  INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    tries          INTEGER NOT NULL DEFAULT 0,
+    state          TEXT NOT NULL DEFAULT 'live' CHECK (state IN ('live', 'verified', 'dead'))
+);
+CREATE INDEX otp_codes_request ON otp_codes(device_id, request_id, created_at_ms);
+CREATE INDEX otp_codes_phone ON otp_codes(phone_hash, created_at_ms);
+CREATE INDEX otp_codes_org ON otp_codes(org_id, created_at_ms);
+CREATE INDEX otp_codes_device ON otp_codes(device_id, created_at_ms);
+
+CREATE TABLE sms_messages (
+    id             INTEGER PRIMARY KEY,
+    org_id         INTEGER NOT NULL REFERENCES orgs(id),
+    purpose        TEXT NOT NULL CHECK (purpose IN ('code', 'callback')),
+    phone_masked   TEXT NOT NULL,
+    gateway        TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('sent', 'failed', 'delivered', 'undelivered')),
+    provider_id    TEXT,
+    error          TEXT,
+    created_at_ms  INTEGER NOT NULL,
+    updated_at_ms  INTEGER NOT NULL
+);
+CREATE INDEX sms_messages_org ON sms_messages(org_id, created_at_ms);
+
+CREATE TABLE customers (
+    id              INTEGER PRIMARY KEY,
+    org_id          INTEGER NOT NULL REFERENCES orgs(id),
+    device_id       TEXT NOT NULL REFERENCES devices(id),
+    request_id      TEXT NOT NULL,
+    token_hash      BLOB NOT NULL UNIQUE,
+    phone_hash      BLOB NOT NULL,
+    phone_masked    TEXT NOT NULL,
+    -- Kept only while a callback may be booked with the token; NULL after.
+    phone_e164      TEXT,
+    language        TEXT,
+    verified_at_ms  INTEGER NOT NULL,
+    expires_at_ms   INTEGER NOT NULL,
+    -- The one call the token was used for.
+    call_id         TEXT UNIQUE
+);
+CREATE INDEX customers_phone ON customers(org_id, phone_hash);
+
+CREATE TABLE callbacks (
+    id               INTEGER PRIMARY KEY,
+    org_id           INTEGER NOT NULL REFERENCES orgs(id),
+    site_id          INTEGER REFERENCES sites(id) ON DELETE SET NULL,
+    device_id        TEXT NOT NULL REFERENCES devices(id),
+    customer_id      INTEGER REFERENCES customers(id) ON DELETE SET NULL,
+    call_id          TEXT,
+    reason           TEXT NOT NULL CHECK (reason IN ('closed', 'not_answered')),
+    phone_e164       TEXT NOT NULL,
+    phone_hash       BLOB NOT NULL,
+    phone_masked     TEXT NOT NULL,
+    language         TEXT,
+    requested_at_ms  INTEGER NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'done', 'cancelled')),
+    done_by          INTEGER REFERENCES users(id),
+    done_at_ms       INTEGER,
+    UNIQUE (customer_id, call_id)
+);
+CREATE INDEX callbacks_org ON callbacks(org_id, state, requested_at_ms);
+
+CREATE TABLE consents (
+    id              TEXT NOT NULL,
+    device_id       TEXT NOT NULL REFERENCES devices(id),
+    org_id          INTEGER NOT NULL REFERENCES orgs(id),
+    call_id         TEXT,
+    notice_version  INTEGER NOT NULL,
+    granted         INTEGER NOT NULL CHECK (granted IN (0, 1)),
+    language        TEXT,
+    at_ms           INTEGER NOT NULL,
+    PRIMARY KEY (device_id, id)
+) WITHOUT ROWID;
+
+ALTER TABLE calls ADD COLUMN customer_id INTEGER REFERENCES customers(id) ON DELETE SET NULL;
+ALTER TABLE calls ADD COLUMN phone_masked TEXT;
+ALTER TABLE calls ADD COLUMN phone_hash BLOB;
+ALTER TABLE calls ADD COLUMN language TEXT;
+ALTER TABLE calls ADD COLUMN verified_at_ms INTEGER;
+ALTER TABLE calls ADD COLUMN outcome TEXT
+    CHECK (outcome IN ('answered', 'abandoned', 'missed', 'declined', 'closed', 'failed'));
+ALTER TABLE calls ADD COLUMN survey_score INTEGER CHECK (survey_score BETWEEN 1 AND 3);
+ALTER TABLE calls ADD COLUMN recorded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN consent_id TEXT;
+ALTER TABLE calls ADD COLUMN callback_offered INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX calls_phone ON calls(org_id, phone_hash);
+
+CREATE TABLE org_sms (
+    org_id      INTEGER PRIMARY KEY REFERENCES orgs(id),
+    -- JSON array of gateway configurations in fail-over order (credentials included).
+    gateways    TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+
+ALTER TABLE org_settings ADD COLUMN queue_timeout_s INTEGER NOT NULL DEFAULT 180
+    CHECK (queue_timeout_s BETWEEN 30 AND 3600);
+ALTER TABLE users ADD COLUMN languages TEXT NOT NULL DEFAULT '';
+"#,
 ];

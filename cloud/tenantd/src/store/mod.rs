@@ -14,6 +14,7 @@
 
 mod calls;
 mod fleet;
+mod journey;
 mod migrations;
 mod org;
 mod platform;
@@ -32,6 +33,7 @@ pub use fleet::{
     ClaimBatch, CommandRecord, ConfigSources, CrlCa, DesiredRecord, Device, EnrollmentTokenInfo,
     NewDevice, PendingActivation,
 };
+pub use journey::{customer_token_hash, CustomerRef};
 pub use org::{NewUser, SettingsInput, UserPatch};
 pub use platform::{LoginRecord, PlatformHealth};
 
