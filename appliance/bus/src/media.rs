@@ -121,6 +121,14 @@ pub trait Media1 {
     fn end_call(&self, call: &str, reason: &str) -> zbus::Result<()>;
 
     /// kiosk-media's own SDP or ICE candidate for the peer.
+    /// Mutes or unmutes the kiosk's microphone for the running call and the next ones (the
+    /// agent hears silence; the audio track stays). Unmuted again when a call ends.
+    fn set_microphone_muted(&self, muted: bool) -> zbus::Result<()>;
+
+    /// Whether the microphone is muted.
+    #[zbus(property)]
+    fn microphone_muted(&self) -> zbus::Result<bool>;
+
     #[zbus(signal)]
     fn local_signal(&self, call: &str, kind: &str, payload: &str) -> zbus::Result<()>;
 
