@@ -11,7 +11,7 @@ use std::time::Duration;
 use kiosk_bus::media::{signal_from_wire, signal_to_wire};
 use kiosk_bus::sync::call_phase;
 use kiosk_protocol::call::{
-    CallControl, CallEvent, CallId, CallKind, DownSignal, EndReason, Party, PeerSignal,
+    CallControl, CallEvent, CallId, CallKind, Consent, DownSignal, EndReason, Party, PeerSignal,
     UpSignalBody,
 };
 
@@ -45,6 +45,12 @@ pub enum Effect {
     Send(UpSignalBody),
     /// Emit `CallQueued(request, call)`.
     Queued { request: String, call: String },
+    /// Emit `QueueUpdate(call, position, estimated_wait_s)`.
+    QueueUpdate {
+        call: String,
+        position: u32,
+        estimated_wait_s: u32,
+    },
     /// Emit `CallAccepted(call, agent, ice_servers, expires_at_ms)`.
     Accepted {
         call: String,
@@ -58,13 +64,22 @@ pub enum Effect {
         kind: &'static str,
         payload: String,
     },
-    /// Emit `CallEnded(call, request, reason, by)`.
+    /// Emit `CallEnded(call, request, reason, by)`, then `CallbackOffered(call)` when
+    /// `callback_offered`.
     Ended {
         call: String,
         request: String,
         reason: String,
         by: &'static str,
+        callback_offered: bool,
     },
+}
+
+/// Who a call is for: a verified customer's token and consent answer, or nobody (test calls).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub customer: Option<String>,
+    pub consent: Option<Consent>,
 }
 
 /// A request that does not fit the call's state or is malformed.
@@ -143,6 +158,27 @@ impl CallTracker {
         connected: bool,
         now_ms: i64,
     ) -> Result<Vec<Effect>, CallError> {
+        self.place_for(
+            kind,
+            language,
+            request,
+            connected,
+            now_ms,
+            Caller::default(),
+        )
+    }
+
+    /// `PlaceCall` / `PlaceCustomerCall`: only when idle and connected; `caller` goes into
+    /// the `place` message.
+    pub fn place_for(
+        &mut self,
+        kind: &str,
+        language: &str,
+        request: String,
+        connected: bool,
+        now_ms: i64,
+        caller: Caller,
+    ) -> Result<Vec<Effect>, CallError> {
         let kind = CallKind::parse(kind).ok_or_else(|| {
             CallError::Invalid(format!("kind {kind:?}: \"test\" or \"customer\""))
         })?;
@@ -175,8 +211,8 @@ impl CallTracker {
             request,
             kind,
             language: (!language.is_empty()).then(|| language.to_string()),
-            customer: None,
-            consent: None,
+            customer: caller.customer,
+            consent: caller.consent,
         })])
     }
 
@@ -215,6 +251,7 @@ impl CallTracker {
                     request,
                     reason: reason.as_str().to_string(),
                     by: "kiosk",
+                    callback_offered: false,
                 }];
             }
             _ => return Vec::new(),
@@ -230,6 +267,7 @@ impl CallTracker {
                 request,
                 reason: reason.as_str().to_string(),
                 by: "kiosk",
+                callback_offered: false,
             },
         ]
     }
@@ -249,6 +287,7 @@ impl CallTracker {
             request,
             reason: EndReason::KioskOffline.as_str().to_string(),
             by: "kiosk",
+            callback_offered: false,
         }]
     }
 
@@ -265,6 +304,7 @@ impl CallTracker {
                     request,
                     reason: "refused: the cloud did not answer".into(),
                     by: "kiosk",
+                    callback_offered: false,
                 }]
             }
             _ => Vec::new(),
@@ -292,19 +332,33 @@ impl CallTracker {
         }
         let request = msg.request.clone();
         match msg.event {
-            CallEvent::Queued { .. } => {
-                if matches!(self.phase, Phase::Placing { .. }) {
-                    self.phase = Phase::Queued {
-                        request: request.clone(),
-                        call: msg.call.clone(),
-                    };
-                    vec![Effect::Queued {
-                        request,
-                        call: msg.call.to_string(),
-                    }]
-                } else {
-                    Vec::new()
+            CallEvent::Queued {
+                position,
+                estimated_wait_s,
+            } => {
+                let mut effects = Vec::new();
+                match self.phase {
+                    Phase::Placing { .. } => {
+                        self.phase = Phase::Queued {
+                            request: request.clone(),
+                            call: msg.call.clone(),
+                        };
+                        effects.push(Effect::Queued {
+                            request,
+                            call: msg.call.to_string(),
+                        });
+                    }
+                    Phase::Queued { .. } => {}
+                    _ => return effects,
                 }
+                if let Some(position) = position {
+                    effects.push(Effect::QueueUpdate {
+                        call: msg.call.to_string(),
+                        position,
+                        estimated_wait_s: estimated_wait_s.unwrap_or(0),
+                    });
+                }
+                effects
             }
             CallEvent::Refused { reason } => {
                 self.phase = Phase::Idle;
@@ -313,6 +367,7 @@ impl CallTracker {
                     request,
                     reason: format!("refused: {reason}"),
                     by: "cloud",
+                    callback_offered: false,
                 }]
             }
             CallEvent::Accepted {
@@ -334,13 +389,18 @@ impl CallTracker {
                     expires_at_ms,
                 }]
             }
-            CallEvent::Ended { reason, by, .. } => {
+            CallEvent::Ended {
+                reason,
+                by,
+                callback_offered,
+            } => {
                 self.phase = Phase::Idle;
                 vec![Effect::Ended {
                     call: msg.call.to_string(),
                     request,
                     reason: reason.as_str().to_string(),
                     by: party(by),
+                    callback_offered,
                 }]
             }
         }
@@ -384,6 +444,58 @@ mod tests {
             request: request.into(),
             event,
         }
+    }
+
+    #[test]
+    fn customer_calls_carry_the_caller_and_follow_the_queue() {
+        let mut t = CallTracker::default();
+        let caller = Caller {
+            customer: Some("kct_x".into()),
+            consent: Some(Consent {
+                id: "con-1".into(),
+                notice_version: 2,
+                granted: true,
+            }),
+        };
+        let e = t
+            .place_for("customer", "fr", "r1".into(), true, 0, caller.clone())
+            .unwrap();
+        assert!(matches!(
+            &e[0],
+            Effect::Send(UpSignalBody::Place { customer: Some(c), consent: Some(k), .. })
+                if c == "kct_x" && k.granted
+        ));
+        let queued = |position| CallEvent::Queued {
+            position: Some(position),
+            estimated_wait_s: Some(60 * position),
+        };
+        let e = t.control(control("call-aaaaaaaa", "r1", queued(3)));
+        assert!(matches!(&e[0], Effect::Queued { .. }));
+        assert!(matches!(
+            &e[1],
+            Effect::QueueUpdate {
+                position: 3,
+                estimated_wait_s: 180,
+                ..
+            }
+        ));
+        let e = t.control(control("call-aaaaaaaa", "r1", queued(1)));
+        assert_eq!(e.len(), 1);
+        assert!(matches!(&e[0], Effect::QueueUpdate { position: 1, .. }));
+        let e = t.control(control(
+            "call-aaaaaaaa",
+            "r1",
+            CallEvent::Ended {
+                reason: EndReason::NotAnswered,
+                by: Party::Cloud,
+                callback_offered: true,
+            },
+        ));
+        assert!(matches!(
+            &e[0],
+            Effect::Ended { callback_offered: true, reason, .. } if reason == "not_answered"
+        ));
+        assert_eq!(t.view().0, call_phase::IDLE);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use kiosk_bus::sync::{state, NAME, PATH};
 use kiosk_bus::BusAddress;
 use kiosk_protocol::call::{CallControl, DownSignal, EndReason};
 use kiosk_protocol::command::{Action, Command, CommandResult, Outcome, Service};
+use kiosk_protocol::journey::JourneyAnswer;
 use kiosk_protocol::provision::Hardware;
 use kiosk_protocol::renew::{RenewRequest, RenewResponse, RenewResult};
 use kiosk_protocol::telemetry::Telemetry;
@@ -740,7 +741,14 @@ impl Daemon {
                 Step::Continue
             }
             Down::Journey => {
-                tracing::warn!("journey answer dropped: not handled yet");
+                match serde_json::from_slice::<JourneyAnswer>(&msg.payload) {
+                    Ok(a) => {
+                        if !self.shared.journey(|d| d.answer(a)) {
+                            tracing::debug!("journey answer for no waiting request dropped");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable journey answer dropped"),
+                }
                 Step::Continue
             }
             Down::Signal => {

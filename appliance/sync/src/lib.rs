@@ -16,7 +16,9 @@
 //! reads and writes are short SQLite calls made from that task and from producers through a
 //! mutex (never held across an await). OTA calls into its blocking slot backend only from
 //! tokio's blocking pool. The daemon that ties these together, commands (systemd/logind over
-//! zbus) and the `org.kioskcall.Sync1` D-Bus service come next.
+//! zbus) and the `org.kioskcall.Sync1` D-Bus service ([`service`]) carry out what the pure
+//! cores decide: [`calls::CallTracker`] (one call at a time) and [`journey::JourneyDesk`] (the
+//! customer's session and its token, which never leaves kiosk-sync).
 
 pub mod backoff;
 pub mod calls;
@@ -24,6 +26,7 @@ pub mod daemon;
 pub mod desired;
 pub mod enroll;
 pub mod identity;
+pub mod journey;
 pub mod link;
 pub mod ota;
 pub mod outbox;

@@ -7,16 +7,19 @@
 
 use std::sync::{Arc, Mutex};
 
-use kiosk_bus::sync::{state, PATH};
+use kiosk_bus::sync::{consent, state, JourneyOutcome, PATH};
 use kiosk_bus::{KioskError, SyncStatus};
-use kiosk_protocol::call::{EndReason, UpSignal, UpSignalBody};
+use kiosk_protocol::call::{CallId, Consent, EndReason, UpSignal, UpSignalBody};
+use kiosk_protocol::config::Recording;
+use kiosk_protocol::journey::{JourneyRequest, JourneyUp, CODE_DIGITS};
 use kiosk_protocol::topic::Up;
 use kiosk_protocol::{MessageId, UpHeader, Version};
 use tokio::sync::{watch, Notify};
 use zbus::object_server::SignalEmitter;
 
-use crate::calls::{CallError, CallTracker, Effect};
+use crate::calls::{CallError, CallTracker, Caller, Effect};
 use crate::desired::ConfigStore;
+use crate::journey::{JourneyDesk, ANSWER_TIMEOUT};
 use crate::link::{LiveError, LiveSender};
 use crate::outbox::{Retention, SqliteOutbox};
 
@@ -40,6 +43,10 @@ pub struct Shared {
     pub calls: Mutex<CallTracker>,
     /// Sends live messages through the running link (none before enrollment).
     pub live: Mutex<Option<LiveSender>>,
+    /// The customer's session.
+    pub journey: Mutex<JourneyDesk>,
+    /// One journey request at a time.
+    pub journey_turn: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -69,6 +76,79 @@ impl Shared {
             token: watch::channel(None).0,
             calls: Mutex::new(CallTracker::default()),
             live: Mutex::new(None),
+            journey: Mutex::new(JourneyDesk::default()),
+            journey_turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Runs `f` on the journey desk.
+    pub fn journey<T>(&self, f: impl FnOnce(&mut JourneyDesk) -> T) -> T {
+        match self.journey.lock() {
+            Ok(mut d) => f(&mut d),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    fn live_sender(&self) -> Result<LiveSender, LiveError> {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .ok_or(LiveError::NotConnected)
+    }
+
+    /// Sends a journey message to the cloud now (not through the outbox).
+    pub fn send_journey(&self, request: &str, body: JourneyRequest) -> Result<(), LiveError> {
+        let live = self.live_sender()?;
+        let id = MessageId::parse(&format!("jny-{:016x}", rand::random::<u64>()))
+            .map_err(|_| LiveError::Full)?;
+        let payload = serde_json::to_vec(&JourneyUp {
+            v: Version::CURRENT,
+            header: UpHeader {
+                id,
+                seq: 0,
+                at_ms: now_ms(),
+            },
+            request: request.to_string(),
+            body,
+        })
+        .map_err(|_| LiveError::Full)?;
+        live.send(Up::Journey, payload)
+    }
+
+    /// Sends `body` for the current session and waits for the cloud's answer.
+    async fn ask(&self, body: JourneyRequest) -> JourneyOutcome {
+        let _turn = self.journey_turn.lock().await;
+        let Some(request) = self.journey(|d| d.request().map(str::to_string)) else {
+            return JourneyOutcome::Unavailable {
+                reason: "no customer session: ask for a code first".into(),
+            };
+        };
+        if !self.snapshot().connected {
+            return JourneyOutcome::Offline;
+        }
+        let rx = self.journey(|d| d.expect(&request));
+        if let Err(e) = self.send_journey(&request, body) {
+            tracing::warn!(error = %e, "journey request not sent");
+            return JourneyOutcome::Offline;
+        }
+        match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+            Ok(Ok(result)) => self.journey(|d| d.outcome(&request, result, now_ms())),
+            Ok(Err(_)) => JourneyOutcome::Unavailable {
+                reason: "the customer session ended".into(),
+            },
+            Err(_) => JourneyOutcome::Unavailable {
+                reason: "the cloud did not answer in time".into(),
+            },
+        }
+    }
+
+    /// Forgets the current session, here and (best effort) in the cloud.
+    pub fn end_journey(&self) {
+        if let Some(request) = self.journey(|d| d.end()) {
+            if let Err(e) = self.send_journey(&request, JourneyRequest::Forget) {
+                tracing::debug!(error = %e, "forget not sent; the cloud's own expiry will do it");
+            }
         }
     }
 
@@ -104,12 +184,7 @@ impl Shared {
 
     /// Sends a signalling message to the cloud now (not through the outbox).
     pub fn send_signal(&self, body: UpSignalBody) -> Result<(), LiveError> {
-        let live = self
-            .live
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .ok_or(LiveError::NotConnected)?;
+        let live = self.live_sender()?;
         let at_ms = now_ms();
         let id = MessageId::parse(&format!("sig-{:016x}", rand::random::<u64>()))
             .map_err(|_| LiveError::Full)?;
@@ -297,6 +372,172 @@ impl SyncService {
         Ok(())
     }
 
+    async fn request_otp(&self, phone: String, language: String) -> String {
+        let phone = phone.trim().to_string();
+        let outcome = if let Err(e) = kiosk_protocol::journey::normalize_phone(&phone) {
+            JourneyOutcome::InvalidPhone {
+                message: e.to_string(),
+            }
+        } else if language.len() > 35 {
+            JourneyOutcome::InvalidPhone {
+                message: "language: a BCP 47 tag".into(),
+            }
+        } else {
+            let (_, old) = self.shared.journey(|d| d.begin());
+            if let Some(old) = old {
+                let _ = self.shared.send_journey(&old, JourneyRequest::Forget);
+            }
+            self.shared
+                .ask(JourneyRequest::OtpRequest {
+                    phone,
+                    language: (!language.is_empty()).then_some(language),
+                })
+                .await
+        };
+        tracing::info!(result = outcome_name(&outcome), "code requested");
+        outcome_json(&outcome)
+    }
+
+    async fn resend_otp(&self) -> String {
+        let outcome = self.shared.ask(JourneyRequest::OtpResend).await;
+        tracing::info!(result = outcome_name(&outcome), "code resent");
+        outcome_json(&outcome)
+    }
+
+    async fn verify_otp(&self, code: String) -> Result<String, KioskError> {
+        if code.len() != CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(KioskError::InvalidArgument(format!(
+                "code: exactly {CODE_DIGITS} digits"
+            )));
+        }
+        let outcome = self.shared.ask(JourneyRequest::OtpVerify { code }).await;
+        tracing::info!(result = outcome_name(&outcome), "code checked");
+        Ok(outcome_json(&outcome))
+    }
+
+    async fn place_customer_call(
+        &self,
+        language: String,
+        consent: String,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, KioskError> {
+        let Some(token) = self.shared.journey(|d| d.customer_token(now_ms())) else {
+            return Err(KioskError::WrongState(
+                "no verified customer in this session".into(),
+            ));
+        };
+        let granted = match consent.as_str() {
+            consent::NOT_ASKED => None,
+            consent::GRANTED => Some(true),
+            consent::DECLINED => Some(false),
+            other => {
+                return Err(KioskError::InvalidArgument(format!(
+                    "consent {other:?}: \"\", \"granted\" or \"declined\""
+                )))
+            }
+        };
+        let recording = self
+            .shared
+            .config
+            .lock()
+            .ok()
+            .and_then(|c| c.in_force().ok().flatten())
+            .map(|c| c.recording)
+            .filter(|r| r.mode == Recording::OnWithConsent);
+        let consent = match (recording, granted) {
+            (Some(_), None) => {
+                return Err(KioskError::InvalidArgument(
+                    "this organization records: the customer's consent answer is needed".into(),
+                ))
+            }
+            (Some(policy), Some(granted)) => {
+                let consent = Consent {
+                    id: format!("con-{:016x}", rand::random::<u64>()),
+                    notice_version: policy.consent_notice_version,
+                    granted,
+                };
+                let body = serde_json::json!({
+                    "consent_id": consent.id,
+                    "notice_version": consent.notice_version,
+                    "granted": granted,
+                    "language": (!language.is_empty()).then_some(&language),
+                });
+                self.report_event("consent".into(), body.to_string())
+                    .await?;
+                Some(consent)
+            }
+            // Not recording: nothing to consent to, the call is never recorded.
+            (None, _) => None,
+        };
+        let request = format!("req-{:016x}", rand::random::<u64>());
+        let connected = self.shared.snapshot().connected;
+        let caller = Caller {
+            customer: Some(token),
+            consent,
+        };
+        let effects = self
+            .shared
+            .calls(|t| {
+                t.place_for(
+                    "customer",
+                    &language,
+                    request.clone(),
+                    connected,
+                    now_ms(),
+                    caller,
+                )
+            })
+            .map_err(call_error)?;
+        for effect in effects {
+            if let Effect::Send(body) = effect {
+                if let Err(e) = self.shared.send_signal(body) {
+                    self.shared.calls(|t| t.end(&request, EndReason::Cancelled));
+                    return Err(KioskError::Failed(format!("could not place the call: {e}")));
+                }
+            }
+        }
+        let _ = self.call_phase_changed(&emitter).await;
+        tracing::info!(%request, "customer call placed");
+        Ok(request)
+    }
+
+    async fn request_callback(&self, call: String) -> Result<String, KioskError> {
+        let call = if call.is_empty() {
+            None
+        } else {
+            Some(CallId::parse(&call).map_err(|e| KioskError::InvalidArgument(e.to_string()))?)
+        };
+        let outcome = match self.shared.journey(|d| d.callback_token()) {
+            None => JourneyOutcome::Unavailable {
+                reason: "no verified customer in this session".into(),
+            },
+            Some(customer) => {
+                self.shared
+                    .ask(JourneyRequest::Callback { customer, call })
+                    .await
+            }
+        };
+        tracing::info!(result = outcome_name(&outcome), "callback requested");
+        Ok(outcome_json(&outcome))
+    }
+
+    async fn end_journey(&self) {
+        let _turn = self.shared.journey_turn.lock().await;
+        self.shared.end_journey();
+        tracing::info!("customer session ended");
+    }
+
+    #[zbus(signal)]
+    pub async fn queue_update(
+        emitter: &SignalEmitter<'_>,
+        call: &str,
+        position: u32,
+        estimated_wait_s: u32,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn callback_offered(emitter: &SignalEmitter<'_>, call: &str) -> zbus::Result<()>;
+
     #[zbus(signal)]
     pub async fn call_queued(
         emitter: &SignalEmitter<'_>,
@@ -373,6 +614,25 @@ impl SyncService {
     }
 }
 
+fn outcome_json(o: &JourneyOutcome) -> String {
+    serde_json::to_string(o).unwrap_or_else(|_| r#"{"result":"unavailable","reason":"?"}"#.into())
+}
+
+/// The outcome's name, for logs (never the number or the code).
+fn outcome_name(o: &JourneyOutcome) -> &'static str {
+    match o {
+        JourneyOutcome::CodeSent { .. } => "code_sent",
+        JourneyOutcome::Limited { .. } => "limited",
+        JourneyOutcome::InvalidPhone { .. } => "invalid_phone",
+        JourneyOutcome::Verified { .. } => "verified",
+        JourneyOutcome::WrongCode { .. } => "wrong_code",
+        JourneyOutcome::CodeDead { .. } => "code_dead",
+        JourneyOutcome::CallbackBooked { .. } => "callback_booked",
+        JourneyOutcome::Unavailable { .. } => "unavailable",
+        JourneyOutcome::Offline => "offline",
+    }
+}
+
 fn call_error(e: CallError) -> KioskError {
     match e {
         CallError::Invalid(m) => KioskError::InvalidArgument(m),
@@ -399,6 +659,17 @@ pub async fn carry_out(conn: &zbus::Connection, shared: &Shared, effects: Vec<Ef
             (Effect::Queued { request, call }, Ok(i)) => {
                 tracing::info!(%request, %call, "call queued");
                 SyncService::call_queued(i.signal_emitter(), request, call).await
+            }
+            (
+                Effect::QueueUpdate {
+                    call,
+                    position,
+                    estimated_wait_s,
+                },
+                Ok(i),
+            ) => {
+                SyncService::queue_update(i.signal_emitter(), call, *position, *estimated_wait_s)
+                    .await
             }
             (
                 Effect::Accepted {
@@ -433,11 +704,18 @@ pub async fn carry_out(conn: &zbus::Connection, shared: &Shared, effects: Vec<Ef
                     request,
                     reason,
                     by,
+                    callback_offered,
                 },
                 Ok(i),
             ) => {
-                tracing::info!(%call, %request, %reason, %by, "call ended");
-                SyncService::call_ended(i.signal_emitter(), call, request, reason, by).await
+                tracing::info!(%call, %request, %reason, %by, callback_offered, "call ended");
+                let ended =
+                    SyncService::call_ended(i.signal_emitter(), call, request, reason, by).await;
+                if *callback_offered {
+                    SyncService::callback_offered(i.signal_emitter(), call).await
+                } else {
+                    ended
+                }
             }
         };
         if let Err(e) = emitted {
