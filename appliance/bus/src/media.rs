@@ -121,8 +121,9 @@ pub trait Media1 {
     fn end_call(&self, call: &str, reason: &str) -> zbus::Result<()>;
 
     /// kiosk-media's own SDP or ICE candidate for the peer.
-    /// Mutes or unmutes the kiosk's microphone for the running call and the next ones (the
-    /// agent hears silence; the audio track stays). Unmuted again when a call ends.
+    /// Mutes or unmutes the kiosk's microphone in the running call (the agent hears silence;
+    /// the audio track stays). Every call starts unmuted. Refused when no call runs or the
+    /// call sends no microphone audio.
     fn set_microphone_muted(&self, muted: bool) -> zbus::Result<()>;
 
     /// Whether the microphone is muted.

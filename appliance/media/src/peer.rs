@@ -584,7 +584,7 @@ impl Peer {
         match &cfg.audio_input {
             Some(src) => {
                 let desc = format!(
-                    "{src} ! audioconvert ! audioresample ! queue max-size-time=100000000 leaky=downstream \
+                    "{src} ! audioconvert ! audioresample ! volume name=amute ! queue max-size-time=100000000 leaky=downstream \
                      ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay name=apay pt={AUDIO_PT} mtu=1200 \
                      ! capsfilter name=acaps"
                 );
@@ -821,6 +821,21 @@ impl Peer {
 
     pub(crate) fn latest_stats(&self) -> Option<CallStats> {
         self.shared.latest.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Mutes or unmutes the microphone (the `amute` volume before the encoder: the agent
+    /// hears silence, the track and its timing stay). `false` when there is no microphone.
+    pub(crate) fn set_muted(&self, muted: bool) -> bool {
+        let Some(pipeline) = self.pipeline_weak().upgrade() else {
+            return false;
+        };
+        match pipeline.by_name("amute") {
+            Some(volume) => {
+                volume.set_property("mute", muted);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn pipeline_weak(&self) -> glib::WeakRef<gst::Pipeline> {

@@ -32,6 +32,8 @@ pub struct Published {
     pub stats: String,
     /// The running (or last) call's milestones, Unix ms, by name.
     pub timeline: std::collections::BTreeMap<String, i64>,
+    /// The running call's microphone is muted.
+    pub microphone_muted: bool,
 }
 
 struct Running {
@@ -113,6 +115,7 @@ impl Engine {
         let _ = svc.call_id_changed(emitter).await;
         let _ = svc.stats_changed(emitter).await;
         let _ = svc.camera_changed(emitter).await;
+        let _ = svc.microphone_muted_changed(emitter).await;
     }
 
     async fn emit_stats(&self) {
@@ -239,6 +242,26 @@ impl Engine {
         }
     }
 
+    /// Mutes or unmutes the running call's microphone.
+    pub fn set_microphone_muted(&self, muted: bool) -> Result<(), KioskError> {
+        let r = self
+            .running
+            .lock()
+            .map_err(|_| KioskError::Failed("engine unavailable".into()))?;
+        let Some(session) = r.as_ref().and_then(|run| run.session.as_ref()) else {
+            return Err(KioskError::WrongState("no call is running".into()));
+        };
+        if !session.set_muted(muted) {
+            return Err(KioskError::WrongState(
+                "this call sends no microphone audio".into(),
+            ));
+        }
+        drop(r);
+        self.publish(|p| p.microphone_muted = muted);
+        tracing::info!(muted, "microphone");
+        Ok(())
+    }
+
     /// Ends `call` if it runs (not an error otherwise). `failed` carries the failure reason.
     pub async fn end_call(&self, call: &str, reason: &str, failed: Option<&str>) {
         let taken = match self.running.lock() {
@@ -263,6 +286,7 @@ impl Engine {
         self.publish(|p| {
             p.call_id.clear();
             p.stats.clear();
+            p.microphone_muted = false;
         });
         self.emit_state(call, call_state::IDLE, failed.unwrap_or(reason))
             .await;
@@ -438,6 +462,21 @@ impl MediaService {
     async fn end_call(&self, call: String, reason: String) -> Result<(), KioskError> {
         self.engine.end_call(&call, &reason, None).await;
         Ok(())
+    }
+
+    async fn set_microphone_muted(
+        &self,
+        muted: bool,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), KioskError> {
+        self.engine.set_microphone_muted(muted)?;
+        let _ = self.microphone_muted_changed(&emitter).await;
+        Ok(())
+    }
+
+    #[zbus(property)]
+    async fn microphone_muted(&self) -> bool {
+        self.engine.published().microphone_muted
     }
 
     #[zbus(signal)]

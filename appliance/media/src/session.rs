@@ -137,6 +137,11 @@ impl CallSession {
         self.peer.counters()
     }
 
+    /// Mutes or unmutes the microphone; `false` when the call sends no audio.
+    pub fn set_muted(&self, muted: bool) -> bool {
+        self.peer.set_muted(muted)
+    }
+
     /// ICE and DTLS are up.
     pub fn is_connected(&self) -> bool {
         self.peer.is_connected()

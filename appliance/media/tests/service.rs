@@ -144,8 +144,23 @@ async fn a_call_through_media1_reaches_in_call_and_back_to_idle() {
     assert_eq!(s.call, call);
     eprintln!("Media1 stats: {stats}; agent {:?}", agent.counters());
 
+    // The customer's mute button: the microphone goes silent, the call goes on.
+    assert!(!media.microphone_muted().await.unwrap());
+    media.set_microphone_muted(true).await.unwrap();
+    assert!(media.microphone_muted().await.unwrap());
+    media.set_microphone_muted(false).await.unwrap();
+    media.set_microphone_muted(true).await.unwrap();
+
     media.end_call(call, "hangup").await.unwrap();
     assert_eq!(media.call_state().await.unwrap(), call_state::IDLE);
+    assert!(
+        !media.microphone_muted().await.unwrap(),
+        "every call starts unmuted"
+    );
+    assert!(
+        media.set_microphone_muted(true).await.is_err(),
+        "no call, nothing to mute"
+    );
     assert_eq!(media.call_id().await.unwrap(), "");
     assert!(media.stats().await.unwrap().is_empty());
     media
