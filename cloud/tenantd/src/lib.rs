@@ -435,11 +435,13 @@ pub fn ensure_demo(data_dir: &Path, cost: HashCost) -> Result<DemoLogins, Error>
     })
 }
 
+/// The demo shop is open around the clock (so the journey can be tried at any hour) except on
+/// its one holiday; change its hours in the console to see the kiosk's closed screen.
 fn demo_site() -> sites::SiteInput {
     let day = || {
         vec![sites::Interval {
-            open: "09:00".into(),
-            close: "19:00".into(),
+            open: "00:00".into(),
+            close: "24:00".into(),
         }]
     };
     sites::SiteInput {
@@ -451,11 +453,8 @@ fn demo_site() -> sites::SiteInput {
             wed: day(),
             thu: day(),
             fri: day(),
-            sat: vec![sites::Interval {
-                open: "10:00".into(),
-                close: "17:00".into(),
-            }],
-            sun: vec![],
+            sat: day(),
+            sun: day(),
         },
         holidays: vec![sites::Holiday {
             date: "2026-12-25".into(),
