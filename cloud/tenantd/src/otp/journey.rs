@@ -826,3 +826,100 @@ impl Journeys {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(request: &str) -> JourneyAnswer {
+        JourneyAnswer {
+            v: Version::CURRENT,
+            request: request.into(),
+            result: JourneyResult::Forgotten,
+        }
+    }
+
+    #[test]
+    fn a_repeated_message_gets_its_answer_and_a_pending_one_none() {
+        let mut r = RecentAnswers::default();
+        assert!(matches!(r.begin("kiosk-a", "m-00000001", 0), Seen::New));
+        assert!(matches!(
+            r.begin("kiosk-a", "m-00000001", 10),
+            Seen::Pending
+        ));
+        // Another kiosk's message of the same id is its own.
+        assert!(matches!(r.begin("kiosk-b", "m-00000001", 10), Seen::New));
+        r.finish("kiosk-a", "m-00000001", &answer("j1"));
+        match r.begin("kiosk-a", "m-00000001", 20) {
+            Seen::Answered(a) => assert_eq!(*a, answer("j1")),
+            other => panic!("{other:?}"),
+        }
+        // Abandoned (a store error): handled again when it comes back.
+        r.abandon("kiosk-b", "m-00000001");
+        assert!(matches!(r.begin("kiosk-b", "m-00000001", 30), Seen::New));
+        // Forgotten after ten minutes.
+        assert!(matches!(
+            r.begin("kiosk-a", "m-00000001", RECENT_TTL_MS),
+            Seen::New
+        ));
+        r.prune(3 * RECENT_TTL_MS);
+        assert!(r.by_device.is_empty());
+    }
+
+    #[test]
+    fn a_kiosk_keeps_its_newest_answers_only() {
+        let mut r = RecentAnswers::default();
+        for i in 0..RECENT_PER_DEVICE + 1 {
+            assert!(matches!(
+                r.begin("kiosk-a", &format!("m-{i:08}"), i as i64),
+                Seen::New
+            ));
+        }
+        assert_eq!(r.by_device["kiosk-a"].len(), RECENT_PER_DEVICE);
+        assert!(matches!(r.begin("kiosk-a", "m-00000000", 100), Seen::New));
+        assert!(matches!(
+            r.begin("kiosk-a", &format!("m-{RECENT_PER_DEVICE:08}"), 100),
+            Seen::Pending
+        ));
+    }
+
+    #[test]
+    fn customer_tokens_and_codes_have_their_forms() {
+        let t = new_customer_token();
+        assert!(t.starts_with("kct_") && t.len() == 47, "{t}");
+        assert!(t.len() <= kiosk_protocol::journey::MAX_TOKEN_BYTES);
+        assert_ne!(t, new_customer_token());
+        for _ in 0..1000 {
+            let c = new_code();
+            assert_eq!(c.len(), 6);
+            assert!(c.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn a_code_that_cannot_be_resent_says_why() {
+        let l = rules::Limits::default();
+        let code = |state, tries, expires_at_ms| rules::StoredCode {
+            created_at_ms: 0,
+            expires_at_ms,
+            tries,
+            state,
+        };
+        assert_eq!(
+            dead_why(&l, &code(CodeState::Verified, 0, 10), 1),
+            DeadCode::Used
+        );
+        assert_eq!(
+            dead_why(&l, &code(CodeState::Dead, 5, 10), 1),
+            DeadCode::TooManyTries
+        );
+        assert_eq!(
+            dead_why(&l, &code(CodeState::Live, 0, 10), 10),
+            DeadCode::Expired
+        );
+        assert_eq!(
+            dead_why(&l, &code(CodeState::Dead, 1, 10), 1),
+            DeadCode::NoCode
+        );
+    }
+}

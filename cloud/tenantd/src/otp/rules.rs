@@ -275,7 +275,7 @@ pub fn decide_verify(
         CodeState::Verified => return dead(DeadCode::Used),
         CodeState::Dead if code.tries >= limits.max_tries => return dead(DeadCode::TooManyTries),
         CodeState::Dead if now_ms >= code.expires_at_ms => return dead(DeadCode::Expired),
-        // Superseded by a code sent to another kiosk session or forgotten.
+        // Superseded by a newer code of the session, or forgotten.
         CodeState::Dead => return dead(DeadCode::NoCode),
         CodeState::Live => {}
     }
