@@ -2,17 +2,20 @@
 //!
 //! Why it exists: every organization (a retailer with shops) gets its users, roles, sites,
 //! settings and audit log here, and its agents and admins work in the web console it serves.
-//! The device fleet (MQTT) and live calls (the call registry, the agents' WebSocket and the
-//! kiosks' signalling) run in the same process; OTP and routing come later.
+//! The device fleet (MQTT), live calls (the call registry, the agents' WebSocket and the
+//! kiosks' signalling) and the customer journey's one-time codes, SMS and customer tokens
+//! (`up/journey`, [`otp`]) run in the same process; routing comes later.
 //!
 //! Main types: [`store::SqliteStore`] (all persistence), [`tenancy::authorize`] (the one access
 //! decision), [`api::route_table`] (every route with its rule), [`console`] (embedded web UI),
-//! [`tls`] (HTTPS and the local CA), [`calls::CallHub`] (live calls and signalling), and
-//! [`Server`], which ties them together.
+//! [`tls`] (HTTPS and the local CA), [`calls::CallHub`] (live calls and signalling),
+//! [`otp::Journeys`] (codes, SMS gateways, customers, callbacks), and [`Server`], which ties
+//! them together.
 //!
 //! Threads and tasks: a multi-threaded tokio runtime serves HTTPS (axum over rustls); SQLite
 //! and argon2 work run on tokio's blocking pool, argon2 bounded by a semaphore, so request
-//! tasks never block. [`Server::shutdown`] stops accepting and lets requests in flight finish.
+//! tasks never block. SMS go out from tasks of their own, never from the fleet link's worker.
+//! [`Server::shutdown`] stops accepting and lets requests in flight finish.
 //!
 //! The fleet's broker is configuration ([`fleet::FleetBroker`]): tenantd runs a managed
 //! mosquitto, or connects to an operator's MQTT 5 broker (EMQX or another) at a `mqtts://` URL,
@@ -29,6 +32,7 @@ pub mod console;
 pub mod error;
 pub mod fleet;
 pub mod kit;
+pub mod otp;
 pub mod sites;
 pub mod store;
 pub mod tenancy;
@@ -87,6 +91,8 @@ pub enum Error {
     External(#[from] fleet::external::ExternalError),
     #[error("invalid {what}: {message}")]
     Invalid { what: &'static str, message: String },
+    #[error("one-time codes: {0}")]
+    Otp(#[from] otp::OtpError),
 }
 
 /// Everything `tenantd serve` needs, validated before any socket opens.
@@ -107,6 +113,13 @@ pub struct ServeConfig {
     /// Live calls: the agents' grace after a disconnection, the registry's clock, the
     /// sessions' re-check on open sockets.
     pub calls: calls::CallSettings,
+    /// One-time codes: lifetime, tries, resend delay, the per-number, per-kiosk and
+    /// per-organization caps, the customer token's and callback's windows (see
+    /// [`otp::rules::Limits`]), the prune's period.
+    pub otp: otp::OtpSettings,
+    /// The platform's SMS gateways in fail-over order, for organizations that set none
+    /// (default: `[log]`, which writes `DATA/sms/outbox.jsonl`).
+    pub sms_gateways: Vec<otp::sms::GatewayConfig>,
 }
 
 impl ServeConfig {
@@ -124,6 +137,8 @@ impl ServeConfig {
             fleet: None,
             crl_base_url: None,
             calls: calls::CallSettings::default(),
+            otp: otp::OtpSettings::default(),
+            sms_gateways: otp::default_gateways(),
         }
     }
 }
@@ -179,6 +194,12 @@ impl Server {
             pki.clone(),
         )?);
         let calls = calls::CallHub::new(store.clone(), config.calls.clone());
+        let journeys = otp::Journeys::open(
+            &config.data_dir,
+            store.clone(),
+            config.otp.clone(),
+            config.sms_gateways.clone(),
+        )?;
         let interrupted = calls.end_interrupted()?;
         if interrupted > 0 {
             tracing::warn!(interrupted, "calls live at the last stop were ended");
@@ -192,6 +213,7 @@ impl Server {
                     crls.clone(),
                     broker.clone(),
                     calls.clone(),
+                    journeys.clone(),
                 )
                 .await?,
             )),
@@ -199,8 +221,10 @@ impl Server {
         };
         if let Some(f) = &fleet {
             calls.set_link(f.link.clone());
+            journeys.set_link(f.link.clone());
         }
         let (stop_calls, stop_calls_rx) = tokio::sync::watch::channel(false);
+        journeys.spawn_pruner(stop_calls_rx.clone());
         calls.spawn_ticker(stop_calls_rx);
         let tls = tls::load(&config.data_dir, &config.tls)?;
         let hasher = PasswordHasher::new(config.hash_cost)?;
@@ -217,6 +241,7 @@ impl Server {
             crls,
             data_dir: config.data_dir.clone(),
             calls,
+            journeys,
         };
         let app = app(state);
         let handle = axum_server::Handle::new();

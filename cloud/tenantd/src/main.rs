@@ -165,6 +165,11 @@ struct ServeArgs {
     /// https://HOST:PORT/pki/v1.
     #[arg(long, value_name = "URL")]
     crl_base_url: Option<CrlBaseUrl>,
+    /// A JSON file holding the platform's SMS gateways, in fail-over order, for organizations
+    /// that set none (keep it mode 0600: it holds the providers' credentials). Without it, the
+    /// `log` gateway writes every SMS to DATA/sms/outbox.jsonl (development only).
+    #[arg(long, value_name = "FILE")]
+    sms_gateways: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -256,6 +261,9 @@ impl ServeArgs {
             }
         };
         config.crl_base_url = self.crl_base_url;
+        if let Some(file) = &self.sms_gateways {
+            config.sms_gateways = read_sms_gateways(file)?;
+        }
         config.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => TlsSource::LocalCa {
@@ -264,6 +272,30 @@ impl ServeArgs {
         };
         Ok(config)
     }
+}
+
+/// Reads the platform's SMS gateways (checked again, whole, when `serve` starts).
+fn read_sms_gateways(
+    file: &std::path::Path,
+) -> Result<Vec<tenantd::otp::sms::GatewayConfig>, Error> {
+    let invalid = |message: String| Error::Invalid {
+        what: "--sms-gateways",
+        message: format!("{}: {message}", file.display()),
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| invalid(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    file = %file.display(),
+                    "the SMS gateways file is readable by other users: chmod 600 it"
+                );
+            }
+        }
+    }
+    serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -517,6 +549,32 @@ mod tests {
                 .crl_base_url
                 .map(|u| u.device()),
             Some("http://crl.example/pki/v1/device.crl".to_string())
+        );
+    }
+
+    #[test]
+    fn the_platforms_sms_gateways_come_from_a_json_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sms.json");
+        std::fs::write(
+            &file,
+            r#"[{"kind": "http", "name": "main", "url": "https://sms.example.test/send",
+                 "body": {"to": "{to}", "text": "{text}"}}, {"kind": "log"}]"#,
+        )
+        .unwrap();
+        let args = serve(&["--sms-gateways", file.to_str().unwrap(), "--broker", "none"]).unwrap();
+        let config = args.into_config().unwrap();
+        assert_eq!(config.sms_gateways.len(), 2);
+        assert_eq!(config.sms_gateways[0].name(), "http:main");
+        std::fs::write(&file, r#"[{"kind": "carrier-pigeon"}]"#).unwrap();
+        let e = read_sms_gateways(&file).unwrap_err().to_string();
+        assert!(
+            e.contains("--sms-gateways") && e.contains("sms.json"),
+            "{e}"
+        );
+        assert_eq!(
+            serve(&[]).unwrap().into_config().unwrap().sms_gateways,
+            tenantd::otp::default_gateways()
         );
     }
 

@@ -445,6 +445,39 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         T::Snapshot,
         no_body,
     );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/sms",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::PUT,
+        "/api/v1/orgs/{org}/sms",
+        ADMINS,
+        T::None,
+        |c| {
+            Some(json!({ "gateways": [{ "kind": "http", "name": "primary",
+                "url": format!("https://sms{}.example.test/v1/send", c.n),
+                "body": { "to": "{to}", "text": "{text}" },
+                "auth": { "type": "bearer", "token": "matrix-token" } }] }))
+        },
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/sms/messages",
+        ADMINS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/customers/erase",
+        ADMINS,
+        T::None,
+        |c| Some(json!({ "phone": format!("+3361234{:04}", c.n % 10_000) })),
+    );
     if let Some(e) = t.get_mut(&(
         Method::POST.to_string(),
         "/api/v1/orgs/{org}/calls/{call}/snapshots",

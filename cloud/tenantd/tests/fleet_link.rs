@@ -78,6 +78,13 @@ async fn setup() -> Setup {
         store.clone(),
         pki.clone(),
         tenantd::calls::CallHub::new(store.clone(), Default::default()),
+        tenantd::otp::Journeys::open(
+            &data,
+            store.clone(),
+            Default::default(),
+            tenantd::otp::default_gateways(),
+        )
+        .unwrap(),
         stop_rx,
     )
     .unwrap();

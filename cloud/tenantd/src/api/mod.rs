@@ -14,6 +14,7 @@ mod fleet;
 mod openapi;
 mod orgs;
 mod platform;
+mod sms;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -67,6 +68,8 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Live calls: the registry shared with the fleet link.
     pub calls: crate::calls::CallHub,
+    /// One-time codes and SMS: the keyed hashes (erasure) and the gateways' rules.
+    pub journeys: crate::otp::Journeys,
 }
 
 impl AppState {
@@ -549,6 +552,38 @@ pub fn route_table() -> Vec<RouteSpec> {
             OK,
             "One snapshot's image (admins, and the agent who took it)",
             calls::get_snapshot,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/sms",
+            Org(ADMIN),
+            OK,
+            "The organization's SMS gateways (secrets are write-only), or the platform's",
+            sms::get_sms,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/orgs/{org}/sms",
+            Org(ADMIN),
+            OK,
+            "Replace the SMS gateways, in fail-over order (secrets left out are kept)",
+            sms::put_sms,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/sms/messages",
+            Org(ADMIN),
+            OK,
+            "Recent SMS delivery records, newest first (numbers masked)",
+            sms::list_sms_messages,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/customers/erase",
+            Org(ADMIN),
+            OK,
+            "Erase a phone number's data in the organization; answers what was erased",
+            sms::erase_customer,
         ),
     ]
 }

@@ -43,6 +43,8 @@ fn request_body(method: &Method, path: &str) -> Option<&'static str> {
         ("POST", "/api/v1/orgs/{org}/devices/{device}/commands") => "CommandInput",
         ("PUT", "/api/v1/orgs/{org}/ice") => "IceInput",
         ("POST", "/api/v1/orgs/{org}/calls/{call}/snapshots") => "Snapshot",
+        ("PUT", "/api/v1/orgs/{org}/sms") => "SmsInput",
+        ("POST", "/api/v1/orgs/{org}/customers/erase") => "EraseInput",
         _ => return None,
     })
 }
@@ -196,11 +198,52 @@ fn components() -> Value {
                         "description": "the longest call, in seconds (7200 by default)" } } },
             "Snapshot": { "type": "string", "format": "binary", "maxLength": 2097152,
                 "description": "a JPEG or PNG image, at most 2 MiB" },
+            "SmsInput": sms_input(),
+            "EraseInput": { "type": "object", "required": ["phone"], "additionalProperties": false,
+                "properties": { "phone": { "type": "string",
+                    "description": "the number with its country code, e.g. +33 6 12 34 56 78" } } },
             "NewTokenInput": { "type": "object", "required": ["name", "role"], "additionalProperties": false,
                 "properties": { "name": string(), "role": staff_role,
                     "expires_in_days": { "type": "integer", "minimum": 1, "maximum": 3650 } } }
         }
     })
+}
+
+/// The body of `PUT /orgs/{org}/sms` (docs/operations.md has examples).
+fn sms_input() -> Value {
+    let secret = |what: &str| {
+        json!({ "type": "string", "description": format!(
+            "{what}; write-only (GET says whether it is set); omit to keep the stored one") })
+    };
+    let http = json!({ "type": "object", "required": ["kind", "name", "url", "body"],
+        "additionalProperties": false,
+        "properties": {
+            "kind": { "const": "http" },
+            "name": { "type": "string", "pattern": "^[a-z0-9-]{1,32}$" },
+            "url": { "type": "string", "description":
+                "https:// URL the message is POSTed to; may hold {secret}" },
+            "format": { "type": "string", "enum": ["json", "form"], "default": "json" },
+            "body": { "type": ["object", "array"], "description":
+                "the body template; its strings may hold {to}, {text}, {sender}, {secret}, and must hold {to} and {text}" },
+            "sender": { "type": "string", "maxLength": 32, "description": "fills {sender}" },
+            "headers": { "type": "object", "maxProperties": 16,
+                "additionalProperties": { "type": "string" } },
+            "auth": { "oneOf": [
+                { "type": "object", "required": ["type", "username"], "additionalProperties": false,
+                  "properties": { "type": { "const": "basic" }, "username": string(),
+                                  "password": secret("the basic password") } },
+                { "type": "object", "required": ["type"], "additionalProperties": false,
+                  "properties": { "type": { "const": "bearer" }, "token": secret("the bearer token") } } ] },
+            "secret": secret("fills {secret}; empty removes it"),
+            "provider_id_pointer": { "type": "string", "description":
+                "JSON pointer to the provider's message id in its answer, e.g. /messages/0/id" } } });
+    json!({ "type": "object", "required": ["gateways"], "additionalProperties": false,
+        "properties": { "gateways": { "type": "array", "maxItems": 4,
+            "description": "in fail-over order; empty: use the platform's gateways",
+            "items": { "oneOf": [
+                { "type": "object", "required": ["kind"], "properties": { "kind": { "const": "log" } },
+                  "description": "development only, when the operator allows it" },
+                http ] } } } })
 }
 
 /// Builds the document.

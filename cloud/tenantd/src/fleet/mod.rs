@@ -111,6 +111,7 @@ impl Fleet {
         crls: Arc<CrlPublisher>,
         broker: FleetBroker,
         calls: crate::calls::CallHub,
+        journeys: crate::otp::Journeys,
     ) -> Result<Fleet, FleetError> {
         let (stop, stop_rx) = watch::channel(false);
         let (backend, link_settings) = match broker {
@@ -143,6 +144,7 @@ impl Fleet {
             store.clone(),
             pki.clone(),
             calls,
+            journeys,
             stop_rx.clone(),
         )
         .map_err(FleetError::Link)?;

@@ -8,9 +8,9 @@
 //! keeps each device's messages in order.
 //!
 //! What it handles: provisioning requests (token or activation code), device events, reported
-//! config and command results (into the message log), telemetry (newest kept), presence, and
+//! config and command results (into the message log), telemetry (newest kept), presence,
 //! call signalling (`up/signal`, handed to the call registry; a kiosk going offline ends its
-//! call).
+//! call), and the customer journey (`up/journey`, handed to [`crate::otp::Journeys`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,7 @@ use super::broker::{BrokerFiles, SERVICE_IDENTITY};
 use super::pki::{FleetPki, DEVICE_CERT_DAYS};
 use crate::auth::tokens;
 use crate::calls::CallHub;
+use crate::otp::Journeys;
 use crate::store::{NewDevice, SqliteStore, StoreError};
 
 /// How long an activation code shown on a kiosk's screen stays valid.
@@ -374,10 +375,12 @@ pub fn handle_renew(
 
 /// Stores one device→cloud message and returns any answer. Messages of unknown or revoked
 /// devices are dropped.
+#[allow(clippy::too_many_arguments)]
 pub fn handle_up(
     store: &SqliteStore,
     pki: &FleetPki,
     calls: &CallHub,
+    journeys: &Journeys,
     device: &DeviceId,
     channel: Up,
     payload: &[u8],
@@ -406,8 +409,7 @@ pub fn handle_up(
         Up::Csr => return handle_renew(store, pki, device, payload, now),
         Up::Signal => return calls.handle_up_signal(device, payload, crate::calls::now_ms()),
         Up::Journey => {
-            tracing::warn!(device = id, "journey message dropped: not handled yet");
-            return Ok(Vec::new());
+            return journeys.handle_up_journey(device, payload, crate::otp::journey::now_ms())
         }
     };
     match header {
@@ -468,6 +470,7 @@ pub fn handle(
     store: &SqliteStore,
     pki: &FleetPki,
     calls: &CallHub,
+    journeys: &Journeys,
     topic_name: &str,
     payload: &[u8],
     now: i64,
@@ -477,7 +480,7 @@ pub fn handle(
             handle_provision(store, pki, &claim_cn, payload, now)
         }
         Some(Topic::Up(device, channel)) => {
-            handle_up(store, pki, calls, &device, channel, payload, now)
+            handle_up(store, pki, calls, journeys, &device, channel, payload, now)
         }
         Some(Topic::Status(device)) => {
             if let Ok(status) = serde_json::from_slice::<Status>(payload) {
@@ -643,6 +646,7 @@ impl FleetLink {
         store: SqliteStore,
         pki: Arc<FleetPki>,
         calls: CallHub,
+        journeys: Journeys,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<FleetLink, String> {
         let mut opts = MqttOptions::new(
@@ -667,9 +671,10 @@ impl FleetLink {
                 let topic = String::from_utf8_lossy(&publish.topic).to_string();
                 let payload = publish.payload.to_vec();
                 let (store, pki, calls) = (store.clone(), pki.clone(), calls.clone());
+                let journeys = journeys.clone();
                 let now = crate::store::now_unix();
                 let result = tokio::task::spawn_blocking(move || {
-                    handle(&store, &pki, &calls, &topic, &payload, now)
+                    handle(&store, &pki, &calls, &journeys, &topic, &payload, now)
                 })
                 .await;
                 match result {

@@ -305,6 +305,8 @@ CREATE TABLE customers (
     call_id         TEXT UNIQUE
 );
 CREATE INDEX customers_phone ON customers(org_id, phone_hash);
+-- The prune finds the numbers still kept.
+CREATE INDEX customers_phone_kept ON customers(verified_at_ms) WHERE phone_e164 IS NOT NULL;
 
 CREATE TABLE callbacks (
     id               INTEGER PRIMARY KEY,

@@ -6,7 +6,9 @@
 //! of [`Db`]: `platform.rs` for organizations, accounts and sessions, `org.rs` for the rows an
 //! organization owns. Those take an [`OrgScope`](crate::tenancy::OrgScope), so every query is
 //! filtered by the organization of the authenticated principal. Every change that an admin
-//! makes appends to the audit chain inside the same transaction.
+//! makes appends to the audit chain inside the same transaction. [`otp`] holds one-time codes,
+//! customers, callbacks and SMS records: kiosks' journeys reach them by device, admins through
+//! an `OrgScope`.
 //!
 //! Limits: one connection serializes all store work, reads included (not yet measured under
 //! load). The methods of `Db` are the seam for another engine (PostgreSQL) when several
@@ -17,6 +19,7 @@ mod fleet;
 mod journey;
 mod migrations;
 mod org;
+pub mod otp;
 mod platform;
 
 use std::path::{Path, PathBuf};
