@@ -161,7 +161,7 @@ fn call_signalling() {
             consent: Some(consent),
             ..
         } => {
-            assert!(token.starts_with("kct_"));
+            assert!(token.starts_with("kcu_"));
             assert!(!consent.granted && consent.notice_version == 2);
         }
         other => panic!("{other:?}"),

@@ -450,7 +450,7 @@ mod tests {
     fn customer_calls_carry_the_caller_and_follow_the_queue() {
         let mut t = CallTracker::default();
         let caller = Caller {
-            customer: Some("kct_x".into()),
+            customer: Some("kcu_x".into()),
             consent: Some(Consent {
                 id: "con-1".into(),
                 notice_version: 2,
@@ -463,7 +463,7 @@ mod tests {
         assert!(matches!(
             &e[0],
             Effect::Send(UpSignalBody::Place { customer: Some(c), consent: Some(k), .. })
-                if c == "kct_x" && k.granted
+                if c == "kcu_x" && k.granted
         ));
         let queued = |position| CallEvent::Queued {
             position: Some(position),

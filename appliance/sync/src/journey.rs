@@ -175,16 +175,16 @@ mod tests {
         let (r, old) = d.begin();
         assert!(old.is_none() && r.starts_with("jr-"));
         let verified = JourneyResult::Verified {
-            customer: "kct_secret".into(),
+            customer: "kcu_secret".into(),
             masked_phone: "+33•••••••78".into(),
             expires_in_s: 600,
         };
         let seen = d.outcome(&r, verified, 1_000);
         let json = serde_json::to_string(&seen).unwrap();
-        assert!(!json.contains("kct_secret"), "{json}");
-        assert_eq!(d.customer_token(2_000).as_deref(), Some("kct_secret"));
+        assert!(!json.contains("kcu_secret"), "{json}");
+        assert_eq!(d.customer_token(2_000).as_deref(), Some("kcu_secret"));
         assert_eq!(d.customer_token(1_000 + 600_000), None);
-        assert_eq!(d.callback_token().as_deref(), Some("kct_secret"));
+        assert_eq!(d.callback_token().as_deref(), Some("kcu_secret"));
         assert_eq!(d.end().as_deref(), Some(r.as_str()));
         assert_eq!(d.callback_token(), None);
     }
@@ -212,7 +212,7 @@ mod tests {
         d.outcome(
             &first,
             JourneyResult::Verified {
-                customer: "kct_a".into(),
+                customer: "kcu_a".into(),
                 masked_phone: String::new(),
                 expires_in_s: 600,
             },
@@ -226,7 +226,7 @@ mod tests {
         let seen = d.outcome(
             &first,
             JourneyResult::Verified {
-                customer: "kct_b".into(),
+                customer: "kcu_b".into(),
                 masked_phone: String::new(),
                 expires_in_s: 600,
             },

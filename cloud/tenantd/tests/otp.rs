@@ -299,7 +299,7 @@ async fn a_code_goes_by_sms_and_verifies_once() {
         panic!("not verified: {verified:?}")
     };
     assert!(
-        customer.starts_with("kct_") && customer.len() == 47,
+        customer.starts_with("kcu_") && customer.len() == 47,
         "{customer}"
     );
     assert_eq!(masked_phone, MASKED);
@@ -702,7 +702,7 @@ async fn known_and_unknown_numbers_get_the_same_answers() {
             *m = json!("(masked)");
         }
         if let Some(c) = v.get_mut("customer") {
-            assert!(c.as_str().unwrap().starts_with("kct_"));
+            assert!(c.as_str().unwrap().starts_with("kcu_"));
             *c = json!("(token)");
         }
         v
@@ -854,7 +854,7 @@ async fn callbacks_are_booked_once_for_an_unanswered_call_or_a_closed_site() {
         kiosk
             .ask(
                 "j-x",
-                book("kct_notarealtokenatallnotarealtokenatall123", None)
+                book("kcu_notarealtokenatallnotarealtokenatall123", None)
             )
             .await,
         JourneyResult::Unavailable { .. }

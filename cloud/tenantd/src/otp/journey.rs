@@ -55,7 +55,7 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-/// A new customer token: `kct_` and 32 random bytes, base64url.
+/// A new customer token: `kcu_` and 32 random bytes, base64url.
 pub fn new_customer_token() -> String {
     let bytes: [u8; 32] = rand::random();
     format!("{CUSTOMER_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
@@ -886,7 +886,7 @@ mod tests {
     #[test]
     fn customer_tokens_and_codes_have_their_forms() {
         let t = new_customer_token();
-        assert!(t.starts_with("kct_") && t.len() == 47, "{t}");
+        assert!(t.starts_with("kcu_") && t.len() == 47, "{t}");
         assert!(t.len() <= kiosk_protocol::journey::MAX_TOKEN_BYTES);
         assert_ne!(t, new_customer_token());
         for _ in 0..1000 {

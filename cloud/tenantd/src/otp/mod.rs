@@ -3,7 +3,7 @@
 //!
 //! A customer at a kiosk types a phone number; the cloud sends a 6-digit code by SMS and checks
 //! what the customer types back; the kiosk never sees a code. A right code makes a customer
-//! token (`kct_…`, a secret for one call from that kiosk, stored as its SHA-256 only) that the
+//! token (`kcu_…`, a secret for one call from that kiosk, stored as its SHA-256 only) that the
 //! kiosk puts in its customer call's `place`, and with which it may book a callback.
 //!
 //! - [`rules`]: the pure core. Every limit and decision over plain values: when a code may be
@@ -41,7 +41,7 @@ use std::time::Duration;
 pub use journey::Journeys;
 
 /// What every customer token starts with.
-pub const CUSTOMER_TOKEN_PREFIX: &str = "kct_";
+pub const CUSTOMER_TOKEN_PREFIX: &str = "kcu_";
 
 /// How one-time codes and SMS behave; tests shorten the times.
 #[derive(Debug, Clone)]
