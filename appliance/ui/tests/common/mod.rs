@@ -714,7 +714,20 @@ return {checked: n, failures: out};
 impl<'a> Page<'a> {
     pub async fn open(driver: &Driver, kiosk: &'a Kiosk, name: &str, w: u32, h: u32) -> Page<'a> {
         let c = driver.browser(w, h).await;
-        c.goto(&format!("{}/", kiosk.url)).await.unwrap();
+        // The kiosk browser opens the page as its first and only history entry
+        // (chromedriver's first page stays behind in the history of a `goto`; replacing it
+        // leaves the page as the only entry.)
+        c.execute(
+            "location.replace(arguments[0])",
+            vec![json!(format!("{}/", kiosk.url))],
+        )
+        .await
+        .unwrap();
+        c.wait()
+            .at_most(LONG)
+            .for_element(Locator::Css("main#app"))
+            .await
+            .unwrap();
         let page = Page {
             c,
             kiosk,
@@ -722,6 +735,18 @@ impl<'a> Page<'a> {
             shots: screenshots_dir(),
             checked: Vec::new(),
         };
+        // The window's own frame takes some room: grow the window until the page gets the
+        // panel's size.
+        let frame = page
+            .js("return [outerWidth - innerWidth, outerHeight - innerHeight]")
+            .await;
+        let (dx, dy) = (frame[0].as_u64().unwrap(), frame[1].as_u64().unwrap());
+        if dx > 0 || dy > 0 {
+            page.c
+                .set_window_size(w + dx as u32, h + dy as u32)
+                .await
+                .unwrap();
+        }
         let size = page.js("return [innerWidth, innerHeight]").await;
         assert_eq!(size, json!([w, h]), "the viewport");
         page
