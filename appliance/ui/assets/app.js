@@ -285,12 +285,13 @@
 
   function renderPhone() {
     const btn = $('phone-country');
-    fill(btn, 'phone.country', { country: countryName(phoneCountry) });
+    btn.textContent = `${countryName(phoneCountry)} `;
     const code = document.createElement('bdi');
     code.className = 'ltr';
     code.dir = 'ltr';
-    code.textContent = ` +${countryCode(phoneCountry)}`;
+    code.textContent = `+${countryCode(phoneCountry)}`;
     btn.append(code);
+    btn.setAttribute('aria-label', t('phone.country').replace('{country}', countryName(phoneCountry)));
     const echo = $('phone-echo');
     echo.textContent = '';
     if (!phoneDigits) {

@@ -739,9 +739,9 @@ impl Journey {
                 let was_gated = self.gate().is_some();
                 let active = self.session_active();
                 self.config = config;
-                if !active {
-                    self.language = self.default_language();
-                } else if !self.languages().contains(&self.language) {
+                // A new config sets the idle screen's language; a customer keeps theirs while
+                // it is still offered.
+                if !active || !self.languages().contains(&self.language) {
                     self.language = self.default_language();
                 }
                 Ok(self.after_gate_change(was_gated, now))

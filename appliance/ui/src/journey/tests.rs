@@ -896,7 +896,7 @@ fn no_idle_reset_while_waiting_for_the_cloud_or_in_a_call() {
     assert_eq!(j.next_deadline(t(0)), None);
     signal(&mut j, ended("c", "r", "hangup"), t(2000));
     // The survey gets a fresh idle period.
-    assert_eq!(j.next_deadline(t(0)), Some(2060_000));
+    assert_eq!(j.next_deadline(t(0)), Some(2_060_000));
 }
 
 #[test]
