@@ -354,6 +354,36 @@ async fn closed_callback_no_answer_unavailable_activation_on_the_small_screen() 
     p.tap("booked-done").await;
     p.wait_screen("attract").await;
 
+    // Error answers in words, with a way forward: a limit on codes (the number typed stays),
+    // then a refused call.
+    k.sync
+        .lock()
+        .unwrap()
+        .otp_answers
+        .push_back(kiosk_bus::sync::JourneyOutcome::Limited { retry_after_s: 600 });
+    p.tap("start").await;
+    p.wait_screen("phone").await;
+    type_number(&p, "phone", NUMBER).await;
+    p.tap("phone-submit").await;
+    p.wait_text("phone-problem", "try again in 10 min").await;
+    assert!(p.text("phone-echo").await.ends_with("78"), "nothing lost");
+    p.check("phone-limited").await;
+    p.tap("phone-submit").await;
+    p.wait_screen("code").await;
+    type_number(&p, "code", "123456").await;
+    p.tap("code-submit").await;
+    p.wait_screen("queue").await;
+    eventually(LONG, "the call placed", || async {
+        k.log_of_sync().places.len() == 2
+    })
+    .await;
+    k.call_ended("", "req-2", "refused: closed").await;
+    p.wait_screen("call_failed").await;
+    p.wait_text("call-failed-problem", "try again").await;
+    p.check("call-failed").await;
+    p.tap("call-failed-done").await;
+    p.wait_screen("attract").await;
+
     // The cloud link goes down: temporarily unavailable; kiosk-sync gone: the same.
     k.set_link("enrolled", "", false).await;
     p.wait_screen("unavailable").await;
