@@ -4,7 +4,7 @@
 //! over D-Bus. This crate holds the names, the proxies other services and `kioskctl` call, the
 //! value types on the wire, and the error names, so that a server and its clients cannot drift.
 //! The servers implement the interfaces in their own crates (`kiosk-sync` serves
-//! `org.kioskcall.Sync1`).
+//! `org.kioskcall.Sync1`, `kiosk-media` `org.kioskcall.Media1`, `kiosk-ui` `org.kioskcall.Ui1`).
 //!
 //! Which bus: production uses the system bus with a policy file per service; development and
 //! tests use a private `dbus-daemon` whose address is given with `--bus` or
@@ -17,9 +17,11 @@ pub mod media;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod ui;
 
 pub use media::Media1Proxy;
 pub use sync::{Sync1Proxy, SyncStatus};
+pub use ui::Ui1Proxy;
 
 /// Which bus a service or client connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
