@@ -6,6 +6,7 @@ pub mod browser;
 pub mod kiosk;
 pub mod media;
 pub mod stage;
+pub mod ui;
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -16,6 +16,7 @@ const LONG: Duration = Duration::from_secs(60);
 #[allow(missing_debug_implementations)]
 pub struct CallStage {
     pub cloud: Cloud,
+    pub shop: Shop,
     pub bus: Bus,
     pub kiosk: KioskSync,
     pub media: KioskMedia,
@@ -26,9 +27,20 @@ impl CallStage {
     /// Starts it all; `agent` is the agent's (email, name, password), `media_settings`
     /// kiosk-media's configuration (its camera must be the test pattern).
     pub async fn start(agent: (&str, &str, &str), media_settings: &str) -> CallStage {
+        Self::start_with(agent, media_settings, async |_: &Cloud, _: &Shop| {}).await
+    }
+
+    /// As [`CallStage::start`], with `prepare` run on the shop before the kiosk enrolls (its
+    /// first desired config then has the site's hours and the organization's settings).
+    pub async fn start_with(
+        agent: (&str, &str, &str),
+        media_settings: &str,
+        prepare: impl AsyncFnOnce(&Cloud, &Shop),
+    ) -> CallStage {
         let cloud = Cloud::start().await;
         let shop = Shop::create(&cloud).await;
         shop.staff(&cloud, agent.0, agent.1, "agent", agent.2).await;
+        prepare(&cloud, &shop).await;
         let bus = Bus::start().unwrap();
         let mut kiosk = KioskSync::new(&shop.kiosk_files(&cloud), &bus, "backend = \"none\"");
         kiosk.start();
@@ -42,6 +54,7 @@ impl CallStage {
         media.start();
         let stage = CallStage {
             cloud,
+            shop,
             bus,
             kiosk,
             media,

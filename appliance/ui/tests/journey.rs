@@ -32,7 +32,7 @@ async fn x_span(p: &Page<'_>, testid: &str) -> (f64, f64) {
 async fn the_whole_journey_by_touch_on_the_big_screen() {
     let k = Kiosk::start("qemu", config(1, Hours::Always, true, 60)).await;
     let driver = Driver::start().await;
-    let mut p = Page::open(&driver, &k, "1920x1080", 1920, 1080).await;
+    let mut p = Page::open(&driver, &k.url, || k.logs(), "1920x1080", 1920, 1080).await;
     eprintln!("screenshots: {}", p.shots.display());
 
     // Attract.
@@ -283,7 +283,7 @@ async fn the_whole_journey_by_touch_on_the_big_screen() {
 async fn closed_callback_no_answer_unavailable_activation_on_the_small_screen() {
     let k = Kiosk::start("rpi4", config(1, Hours::ClosedTwoDays, false, 60)).await;
     let driver = Driver::start().await;
-    let mut p = Page::open(&driver, &k, "1024x600", 1024, 600).await;
+    let mut p = Page::open(&driver, &k.url, || k.logs(), "1024x600", 1024, 600).await;
     eprintln!("screenshots: {}", p.shots.display());
     p.wait_screen("attract").await;
     p.check("attract").await;
@@ -413,7 +413,7 @@ async fn focus_testid(p: &Page<'_>) -> String {
 async fn portrait_screens_and_a_keyboard_only_walk() {
     let k = Kiosk::start("rpi4", config(1, Hours::Always, true, 60)).await;
     let driver = Driver::start().await;
-    let mut p = Page::open(&driver, &k, "600x1024", 600, 1024).await;
+    let mut p = Page::open(&driver, &k.url, || k.logs(), "600x1024", 600, 1024).await;
     eprintln!("screenshots: {}", p.shots.display());
     p.wait_screen("attract").await;
     p.check("attract").await;
@@ -551,7 +551,7 @@ async fn idle_warning_extends_then_resets() {
     // The shortest idle a config allows: 10 s, then a 20 s warning.
     let k = Kiosk::start("qemu", config(1, Hours::Always, false, 10)).await;
     let driver = Driver::start().await;
-    let mut p = Page::open(&driver, &k, "idle-1024x600", 1024, 600).await;
+    let mut p = Page::open(&driver, &k.url, || k.logs(), "idle-1024x600", 1024, 600).await;
     p.wait_screen("attract").await;
     p.tap("start").await;
     p.wait_screen("phone").await;
