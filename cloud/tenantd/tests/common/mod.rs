@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod crl;
+pub mod journey;
 pub mod mqtt;
 
 use std::net::SocketAddr;
