@@ -322,7 +322,7 @@ mod tests {
             },
             agent: None,
             kind: "customer".into(),
-            phone_masked: Some("+33 6•• •• •• 78".into()),
+            phone_masked: Some("+33•••••••78".into()),
             language: Some("fr".into()),
             verified_at: Some(at("2026-11-23T09:00:00.250Z")),
             queued_at: at("2026-11-23T09:01:00Z"),
@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(
             lines[1],
             "call-abcdefghijklmnop,shop,\"Lyon, Part-Dieu\",dev-1,'=cmd,,customer,\
-             '+33 6•• •• •• 78,fr,2026-11-23T09:00:00Z,2026-11-23T09:01:00Z,,\
+             '+33•••••••78,fr,2026-11-23T09:00:00Z,2026-11-23T09:01:00Z,,\
              2026-11-23T09:04:00Z,180,,missed,not_answered,cloud,2,false,,true,"
         );
         assert_eq!(lines[2], "");

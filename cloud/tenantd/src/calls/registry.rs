@@ -116,7 +116,7 @@ pub struct CallRecord {
     pub refused_reason: Option<String>,
     /// The verified customer of a `customer` call (`customers` row).
     pub customer_id: Option<i64>,
-    /// The customer's number, masked (`+33 6•• •• •• 78`).
+    /// The customer's number, masked (`+33•••••••78`).
     pub phone_masked: Option<String>,
     /// The keyed hash of the customer's number (never shown).
     #[serde(skip)]
@@ -1209,8 +1209,20 @@ impl Registry {
         Ok(effects)
     }
 
-    /// Ends a live call and tells whoever must know.
+    /// Ends a live call and tells whoever must know; the organization's queue is re-routed.
     fn end(&mut self, id: &CallId, reason: EndReason, by: Party, now_ms: i64) -> Vec<Effect> {
+        let Some(org_id) = self.call_org(id) else {
+            return Vec::new();
+        };
+        let mut effects = self.end_only(id, reason, by, now_ms);
+        // Whoever rang for it, and the agent it freed, ring for what waits; the calls behind
+        // it move up.
+        effects.extend(self.reroute(org_id));
+        effects
+    }
+
+    /// Ends a live call without re-routing its organization (the caller does, once).
+    fn end_only(&mut self, id: &CallId, reason: EndReason, by: Party, now_ms: i64) -> Vec<Effect> {
         let Some(mut call) = self.calls.remove(id) else {
             return Vec::new();
         };
@@ -1272,9 +1284,6 @@ impl Registry {
                 self.agents.remove(&agent_id);
             }
         }
-        // Whoever rang for it, and the agent it freed, ring for what waits; the calls behind
-        // it move up.
-        effects.extend(self.reroute(call.record.org_id));
         effects
     }
 
@@ -1283,6 +1292,7 @@ impl Registry {
     /// expiry end `too_long`.
     pub fn tick(&mut self, now_ms: i64, grace_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
+        let mut orgs = BTreeSet::new();
         let mut gone: Vec<CallId> = self
             .agents
             .values()
@@ -1291,22 +1301,32 @@ impl Registry {
             .collect();
         gone.sort();
         for id in gone {
-            effects.extend(self.end(&id, EndReason::AgentDisconnected, Party::Cloud, now_ms));
+            orgs.extend(self.call_org(&id));
+            effects.extend(self.end_only(&id, EndReason::AgentDisconnected, Party::Cloud, now_ms));
         }
-        let mut late: Vec<(CallId, bool)> = self
+        // Oldest first; the queues are re-routed once all are ended, so a call that times out
+        // is not told a new place just before its end.
+        let mut late: Vec<&Call> = self
             .calls
             .values()
             .filter(|c| now_ms >= c.deadline_ms)
+            .collect();
+        late.sort_by_key(|c| c.queue_key());
+        let late: Vec<(CallId, bool)> = late
+            .into_iter()
             .map(|c| (c.record.id.clone(), c.waiting()))
             .collect();
-        late.sort();
         for (id, waiting) in late {
             let reason = if waiting {
                 EndReason::NotAnswered
             } else {
                 EndReason::TooLong
             };
-            effects.extend(self.end(&id, reason, Party::Cloud, now_ms));
+            orgs.extend(self.call_org(&id));
+            effects.extend(self.end_only(&id, reason, Party::Cloud, now_ms));
+        }
+        for org_id in orgs {
+            effects.extend(self.reroute(org_id));
         }
         effects
     }
@@ -1352,7 +1372,7 @@ mod tests {
         p.language = Some(language.into());
         p.customer = Some(Customer {
             id: 7,
-            phone_masked: "+33 6•• •• •• 78".into(),
+            phone_masked: "+33•••••••78".into(),
             phone_hash: vec![1, 2, 3],
             verified_at_ms: 1,
         });
@@ -1937,7 +1957,7 @@ mod tests {
         let cust_id = placed_id(&cust);
         let rec = record(&cust);
         assert_eq!(rec.customer_id, Some(7));
-        assert_eq!(rec.phone_masked.as_deref(), Some("+33 6•• •• •• 78"));
+        assert_eq!(rec.phone_masked.as_deref(), Some("+33•••••••78"));
         assert_eq!(rec.language.as_deref(), Some("fr"));
         assert!(r.tick(QUEUE_MS - 1, 10_000).is_empty());
         let late = r.tick(QUEUE_MS, 10_000);
@@ -2087,6 +2107,23 @@ mod tests {
             record(&r.kiosk_offline("kiosk-e", 310)).outcome,
             Some(Outcome::Failed)
         );
+    }
+
+    #[test]
+    fn calls_that_time_out_together_are_not_moved_up_first() {
+        let mut r = Registry::new();
+        let a = placed_id(&r.place(place("kiosk-a", ORG, "r1"), 0));
+        let b = placed_id(&r.place(place("kiosk-b", ORG, "r1"), 10));
+        let late = r.tick(QUEUE_MS + 10, 10_000);
+        let ended: Vec<CallId> = late
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Record(r) => Some(r.id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended, vec![a, b], "oldest first");
+        assert!(queued(&late).is_empty(), "{late:?}");
     }
 
     #[test]

@@ -14,11 +14,9 @@ pub fn open(cloud: &TestCloud) -> Connection {
     conn
 }
 
-/// The masked form tests expect for `+33612345678`-like numbers: country code, first digit,
-/// last two digits.
+/// The masked form of a number, as the journey keeps it.
 pub fn masked(e164: &str) -> String {
-    let tail = &e164[e164.len() - 2..];
-    format!("{}•••{tail}", &e164[..4])
+    kiosk_protocol::journey::mask_phone(e164)
 }
 
 /// A verified customer of kiosk `device_id`, as a verified one-time code leaves it: returns its

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod crl;
 pub mod journey;
+pub mod live;
 pub mod mqtt;
 
 use std::net::SocketAddr;
