@@ -2,8 +2,9 @@
 //!
 //! Why it exists: every organization (a retailer with shops) gets its users, roles, sites,
 //! settings and audit log here, and its agents and admins work in the web console it serves.
-//! The device fleet (MQTT) and live calls (the call registry, the agents' WebSocket and the
-//! kiosks' signalling) run in the same process; OTP and routing come later.
+//! The device fleet (MQTT) and live calls (the call registry with each organization's queue
+//! and routing rules, the agents' WebSocket, the kiosks' signalling, call records and
+//! callbacks) run in the same process; OTP comes later.
 //!
 //! Main types: [`store::SqliteStore`] (all persistence), [`tenancy::authorize`] (the one access
 //! decision), [`api::route_table`] (every route with its rule), [`console`] (embedded web UI),

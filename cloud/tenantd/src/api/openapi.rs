@@ -60,6 +60,52 @@ fn success_media(path: &str) -> Option<&'static str> {
     }
 }
 
+/// The query parameters of a route that takes some: (name, type, description).
+fn query_params(path: &str) -> &'static [(&'static str, &'static str, &'static str)] {
+    const PAGE: [(&str, &str, &str); 2] = [
+        ("limit", "integer", "at most this many rows"),
+        ("offset", "integer", "skip this many rows"),
+    ];
+    const RECORDS: [(&str, &str, &str); 8] = [
+        (
+            "from",
+            "string",
+            "a date YYYY-MM-DD (UTC) or an RFC 3339 time; inclusive",
+        ),
+        (
+            "to",
+            "string",
+            "a date (through its end, UTC) or an RFC 3339 time; exclusive",
+        ),
+        ("site", "integer", "a site id"),
+        ("kiosk", "string", "a device id"),
+        (
+            "agent",
+            "integer",
+            "a user id (agents always see their own calls)",
+        ),
+        (
+            "outcome",
+            "string",
+            "answered, abandoned, missed, declined, closed or failed",
+        ),
+        PAGE[0],
+        PAGE[1],
+    ];
+    const CALLBACKS: [(&str, &str, &str); 3] = [
+        ("state", "string", "open (default), done, cancelled or all"),
+        PAGE[0],
+        PAGE[1],
+    ];
+    if path.ends_with("/calls/records") || path.ends_with("/calls/records.csv") {
+        &RECORDS
+    } else if path.ends_with("/callbacks") {
+        &CALLBACKS
+    } else {
+        &[]
+    }
+}
+
 /// Request bodies that are not JSON: their media types.
 fn raw_body(schema: &str) -> Option<&'static [&'static str]> {
     (schema == "Snapshot").then_some(&["image/jpeg", "image/png"][..])
@@ -234,7 +280,7 @@ pub fn build() -> Value {
             op["responses"][spec.success.as_str()]["content"] =
                 json!({ media: { "schema": { "type": "string" } } });
         }
-        let params: Vec<Value> = ["org", "id", "device", "call"]
+        let mut params: Vec<Value> = ["org", "id", "device", "call"]
             .iter()
             .filter(|p| spec.path.contains(&format!("{{{p}}}")))
             .map(|p| {
@@ -242,6 +288,10 @@ pub fn build() -> Value {
                         "schema": if *p == "id" { json!({ "type": "integer" }) } else { string() } })
             })
             .collect();
+        params.extend(query_params(spec.path).iter().map(|(name, ty, what)| {
+            json!({ "name": name, "in": "query", "required": false,
+                    "schema": { "type": ty }, "description": what })
+        }));
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
