@@ -106,7 +106,8 @@ pub struct ServeConfig {
     /// on; `None` names no distribution point.
     pub crl_base_url: Option<fleet::urls::CrlBaseUrl>,
     /// Live calls: the agents' grace after a disconnection, the registry's clock, the
-    /// sessions' re-check on open sockets.
+    /// sessions' re-check on open sockets, and a queue time-out replacing the organizations'
+    /// (tests).
     pub calls: calls::CallSettings,
 }
 
