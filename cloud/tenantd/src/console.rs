@@ -73,6 +73,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../assets/console/call-view.js"),
     },
     Asset {
+        name: "records.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/console/records.js"),
+    },
+    Asset {
+        name: "callbacks.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/console/callbacks.js"),
+    },
+    Asset {
         name: "devices.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/console/devices.js"),

@@ -2,9 +2,10 @@
 //!
 //! Why it exists: every organization (a retailer with shops) gets its users, roles, sites,
 //! settings and audit log here, and its agents and admins work in the web console it serves.
-//! The device fleet (MQTT), live calls (the call registry, the agents' WebSocket and the
-//! kiosks' signalling) and the customer journey's one-time codes, SMS and customer tokens
-//! (`up/journey`, [`otp`]) run in the same process; routing comes later.
+//! The device fleet (MQTT), live calls (the call registry with each organization's queue
+//! and routing rules, the agents' WebSocket, the kiosks' signalling, call records and
+//! callbacks) and the customer journey's one-time codes, SMS and customer tokens
+//! (`up/journey`, [`otp`]) run in the same process.
 //!
 //! Main types: [`store::SqliteStore`] (all persistence), [`tenancy::authorize`] (the one access
 //! decision), [`api::route_table`] (every route with its rule), [`console`] (embedded web UI),
@@ -111,7 +112,8 @@ pub struct ServeConfig {
     /// on; `None` names no distribution point.
     pub crl_base_url: Option<fleet::urls::CrlBaseUrl>,
     /// Live calls: the agents' grace after a disconnection, the registry's clock, the
-    /// sessions' re-check on open sockets.
+    /// sessions' re-check on open sockets, and a queue time-out replacing the organizations'
+    /// (tests).
     pub calls: calls::CallSettings,
     /// One-time codes: lifetime, tries, resend delay, the per-number, per-kiosk and
     /// per-organization caps, the customer token's and callback's windows (see

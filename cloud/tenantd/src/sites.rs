@@ -1,18 +1,19 @@
 //! Sites: a shop location with its time zone, weekly business hours and holidays.
 //!
 //! The wire types (weekly hours, holidays) are kiosk-protocol's, so what a kiosk receives is
-//! what an admin saved. Plain values and their validation; routing (which needs "is this site open now, and when does
-//! it open next") will read the same types. Validation happens once, when a [`SiteInput`]
-//! becomes a [`SiteSpec`], so everything stored is known to be well-formed.
+//! what an admin saved. Plain values and their validation; whether a site is open at an instant
+//! is `kiosk_protocol::hours::Schedule`'s answer (the kiosk asks the same one), which call
+//! routing reads through [`open_at`]. Validation happens once, when a [`SiteInput`] becomes a
+//! [`SiteSpec`], so everything stored is known to be well-formed.
 
 use std::collections::BTreeSet;
 
-use jiff::civil::{Date, Time};
+use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-pub use kiosk_protocol::hours::{minutes, Holiday, Interval, WeeklyHours};
+pub use kiosk_protocol::hours::{minutes, Holiday, Interval, Schedule, WeeklyHours};
 
 /// Longest site name.
 pub const MAX_NAME: usize = 80;
@@ -160,21 +161,19 @@ impl SiteInput {
 impl SiteSpec {
     /// Whether the site is open at `at` (its own time zone, holidays closed all day).
     pub fn is_open_at(&self, at: jiff::Timestamp) -> bool {
-        let Ok(tz) = TimeZone::get(&self.timezone) else {
-            return false;
-        };
-        let local = at.to_zoned(tz);
-        let date = local.date().to_string();
-        if self.holidays.iter().any(|h| h.date == date) {
-            return false;
-        }
-        let day = self.business_hours.days()[local.weekday().to_monday_zero_offset() as usize].1;
-        let t: Time = local.time();
-        let now = u32::from(t.hour().unsigned_abs()) * 60 + u32::from(t.minute().unsigned_abs());
-        day.iter().any(|i| {
-            matches!((minutes(&i.open), minutes(&i.close)), (Some(o), Some(c)) if o <= now && now < c)
-        })
+        Schedule::new(&self.timezone, &self.business_hours, &self.holidays)
+            .is_ok_and(|s| s.is_open_at(at))
     }
+}
+
+/// Whether a site with these hours is open at `at_ms` (Unix ms): wall-clock hours in its
+/// own time zone, daylight saving included; holidays closed all day; an unknown time zone
+/// (never stored: sites are validated) or an instant out of range counts as closed.
+pub fn open_at(timezone: &str, hours: &WeeklyHours, holidays: &[Holiday], at_ms: i64) -> bool {
+    let Ok(at) = jiff::Timestamp::from_millisecond(at_ms) else {
+        return false;
+    };
+    Schedule::new(timezone, hours, holidays).is_ok_and(|s| s.is_open_at(at))
 }
 
 #[cfg(test)]
@@ -267,5 +266,44 @@ mod tests {
             name: String::new(),
         });
         assert!(!on_holiday.is_open_at(open));
+    }
+
+    #[test]
+    fn open_follows_the_wall_clock_across_daylight_saving() {
+        let spec = input(vec![iv("09:00", "12:30")]).validate().unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        let hours = &spec.business_hours;
+        // Monday 2027-03-22 (CET, UTC+1): 09:00 local is 08:00Z.
+        assert!(open_at(
+            "Europe/Paris",
+            hours,
+            &[],
+            at("2027-03-22T08:00:00Z")
+        ));
+        assert!(!open_at(
+            "Europe/Paris",
+            hours,
+            &[],
+            at("2027-03-22T07:59:00Z")
+        ));
+        // Monday 2027-03-29 (CEST, UTC+2): 09:00 local is 07:00Z.
+        assert!(open_at(
+            "Europe/Paris",
+            hours,
+            &[],
+            at("2027-03-29T07:00:00Z")
+        ));
+        assert!(!open_at(
+            "Europe/Paris",
+            hours,
+            &[],
+            at("2027-03-29T10:30:00Z")
+        ));
+        assert!(!open_at(
+            "Mars/Olympus",
+            hours,
+            &[],
+            at("2027-03-29T08:00:00Z")
+        ));
     }
 }

@@ -50,6 +50,8 @@ const CALL_STAFF: &[Who] = &[Who::OrgAdmin, Who::AdminToken, Who::Agent];
 const STAFF_SESSIONS: &[Who] = &[Who::OrgAdmin, Who::Agent];
 /// The agent who accepted the call.
 const CALL_AGENT: &[Who] = &[Who::Agent];
+/// Every member of the organization, users and tokens: the callback list.
+const ORG_MEMBERS: &[Who] = &[Who::OrgAdmin, Who::Agent, Who::AdminToken, Who::AgentToken];
 const MEMBERS_AND_ROOT: &[Who] = &[
     Who::SuperAdmin,
     Who::OrgAdmin,
@@ -72,6 +74,8 @@ enum Target {
     Call,
     /// A snapshot the matrix agent took of such a call (`{call}` and `{id}`).
     Snapshot,
+    /// An open callback of the organization (`{id}`).
+    Callback,
 }
 
 /// What a body is made from.
@@ -419,6 +423,34 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
     );
     add(
         Method::GET,
+        "/api/v1/orgs/{org}/calls/records",
+        CALL_STAFF,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/calls/records.csv",
+        CALL_STAFF,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::GET,
+        "/api/v1/orgs/{org}/callbacks",
+        ORG_MEMBERS,
+        T::None,
+        no_body,
+    );
+    add(
+        Method::POST,
+        "/api/v1/orgs/{org}/callbacks/{id}/done",
+        ORG_MEMBERS,
+        T::Callback,
+        no_body,
+    );
+    add(
+        Method::GET,
         "/api/v1/orgs/{org}/calls/ws",
         STAFF_SESSIONS,
         T::None,
@@ -608,6 +640,7 @@ async fn make_target(
         }
         Target::Token => cloud.token(admin, org, "agent").await.0.to_string(),
         Target::Call => make_call(cloud, org, site),
+        Target::Callback => make_callback(cloud, org, site).to_string(),
         Target::Snapshot => {
             let call = make_call(cloud, org, site);
             let scope = tenantd::tenancy::OrgScope::trusted_internal(org.clone());
@@ -648,24 +681,27 @@ fn make_call(cloud: &TestCloud, org: &OrgRef, site: i64) -> String {
     let device = cloud.add_device(org, site);
     let now = jiff::Timestamp::now().as_millisecond();
     let record = CallRecord {
-        id: new_call_id(),
-        org_id: org.id,
-        site_id: Some(site),
-        device_id: device,
-        kind: CallKind::Test,
-        request: "matrix".into(),
         state: CallState::Accepted,
         agent_id: Some(matrix_agent(cloud, org)),
-        placed_at_ms: now,
         accepted_at_ms: Some(now),
-        ended_at_ms: None,
-        end_reason: None,
-        ended_by: None,
-        refused_reason: None,
-        rev: 1,
+        ..CallRecord::new(
+            new_call_id(),
+            org.id,
+            Some(site),
+            device,
+            CallKind::Test,
+            "matrix".into(),
+            now,
+        )
     };
     cloud.store.blocking(|db| db.save_call(&record)).unwrap();
     record.id.as_str().to_string()
+}
+
+/// An open callback of a new kiosk of `org`, written as the customer journey books one.
+fn make_callback(cloud: &TestCloud, org: &OrgRef, site: i64) -> i64 {
+    let device = cloud.add_device(org, site);
+    common::journey::add_callback(cloud, org.id, Some(site), &device, None, "+33612345678")
 }
 
 fn with_cred(mut req: reqwest::RequestBuilder, cred: &Cred) -> reqwest::RequestBuilder {

@@ -6,259 +6,31 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use common::mqtt::{self, free_ports, next_on, WAIT};
-use common::{Cred, EnrolledKiosk, TestCloud};
-use futures_util::{SinkExt, StreamExt};
+use common::live::{open_ws, Agent, Kiosk, Setup};
+use common::mqtt::WAIT;
+use common::Cred;
+use futures_util::StreamExt;
 use hmac::Mac;
-use kiosk_protocol::call::{CallKind, EndReason, SdpType, UpSignal, UpSignalBody};
-use kiosk_protocol::{MessageId, UpHeader, Version};
+use kiosk_protocol::call::{EndReason, SdpType, UpSignalBody};
 use reqwest::Method;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::AsyncClient;
 use serde_json::{json, Value};
-use tenantd::fleet::broker::BrokerSettings;
-use tenantd::fleet::FleetBroker;
 use tenantd::tenancy::Role;
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_rustls::client::TlsStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 const TURN_SECRET: &str = "north-wind-turn-secret-2026";
 const GRACE: Duration = Duration::from_millis(1500);
 
-struct Setup {
-    cloud: TestCloud,
-    first: EnrolledKiosk,
-    device_port: u16,
-    provision_port: u16,
-}
-
 async fn setup() -> Setup {
-    let [device_port, provision_port, service_port] = free_ports::<3>();
-    let settings = BrokerSettings {
-        device_listen: SocketAddr::from(([127, 0, 0, 1], device_port)),
-        provision_listen: SocketAddr::from(([127, 0, 0, 1], provision_port)),
-        service_listen: SocketAddr::from(([127, 0, 0, 1], service_port)),
-        ..BrokerSettings::default()
-    };
-    let cloud = TestCloud::start_with(move |c| {
-        c.fleet = Some(FleetBroker::Managed(settings));
+    Setup::start(|c| {
         c.calls.agent_grace = GRACE;
         c.calls.tick = Duration::from_millis(100);
         c.calls.session_recheck = Duration::from_millis(500);
     })
-    .await;
-    let first = cloud.enroll_kiosk(provision_port).await;
-    Setup {
-        cloud,
-        first,
-        device_port,
-        provision_port,
-    }
-}
-
-/// A kiosk on the device listener, listening on its `down/#`.
-struct Kiosk {
-    id: String,
-    client: AsyncClient,
-    incoming: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    seq: u64,
-}
-
-impl Kiosk {
-    async fn connect(s: &Setup, id: &str, cert: &str, key: &str) -> Kiosk {
-        let (client, incoming) =
-            mqtt::client(s.device_port, id, &s.first.server_ca, cert, key).await;
-        client
-            .subscribe(format!("kiosk/v1/{id}/down/#"), QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Kiosk {
-            id: id.to_string(),
-            client,
-            incoming,
-            seq: 0,
-        }
-    }
-
-    async fn signal(&mut self, body: UpSignalBody) {
-        self.seq += 1;
-        let signal = UpSignal {
-            v: Version::CURRENT,
-            header: UpHeader {
-                id: MessageId::parse(&format!("sig-{:06}-{}", self.seq, &self.id[6..])).unwrap(),
-                seq: self.seq,
-                at_ms: 0,
-            },
-            body,
-        };
-        self.client
-            .publish(
-                format!("kiosk/v1/{}/up/signal", self.id),
-                QoS::AtLeastOnce,
-                false,
-                serde_json::to_vec(&signal).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn place(&mut self, request: &str) {
-        self.signal(UpSignalBody::Place {
-            request: request.into(),
-            kind: CallKind::Test,
-            language: None,
-            customer: None,
-            consent: None,
-        })
-        .await;
-    }
-
-    async fn next_call(&mut self) -> Value {
-        let topic = format!("kiosk/v1/{}/down/call", self.id);
-        serde_json::from_slice(&next_on(&mut self.incoming, &topic).await).unwrap()
-    }
-
-    async fn next_signal(&mut self) -> Value {
-        let topic = format!("kiosk/v1/{}/down/signal", self.id);
-        serde_json::from_slice(&next_on(&mut self.incoming, &topic).await).unwrap()
-    }
-}
-
-type Socket = WebSocketStream<TlsStream<TcpStream>>;
-
-fn tls_connector(ca_file: &std::path::Path) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca_file).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-/// Opens the call WebSocket of `org` with `cred`; the HTTP status when it is refused.
-async fn open_ws(
-    cloud: &TestCloud,
-    org: &str,
-    cred: &Cred,
-    origin: Option<&str>,
-) -> Result<Socket, u16> {
-    let port = cloud.server.as_ref().unwrap().addr.port();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tls_connector(cloud.ca_file())
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let mut request = format!("wss://localhost:{port}/api/v1/orgs/{org}/calls/ws")
-        .into_client_request()
-        .unwrap();
-    match cred {
-        Cred::Cookie(c) => {
-            request.headers_mut().insert(
-                "cookie",
-                HeaderValue::from_str(&format!("__Host-kc_session={c}")).unwrap(),
-            );
-        }
-        Cred::Bearer(t) => {
-            request.headers_mut().insert(
-                "authorization",
-                HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
-            );
-        }
-        Cred::None => {}
-    }
-    if let Some(o) = origin {
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_str(o).unwrap());
-    }
-    match tokio_tungstenite::client_async(request, tls).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("handshake failed: {e}"),
-    }
-}
-
-/// An agent's socket.
-struct Agent {
-    ws: Socket,
-}
-
-impl Agent {
-    async fn open(cloud: &TestCloud, org: &str, cred: &Cred) -> Agent {
-        let ws = open_ws(cloud, org, cred, None).await.expect("socket opens");
-        let mut agent = Agent { ws };
-        let hello = agent.next().await;
-        assert_eq!(hello["type"], "hello", "{hello}");
-        agent
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.unwrap();
-    }
-
-    async fn send_text(&mut self, t: String) {
-        self.ws.send(Message::text(t)).await.unwrap();
-    }
-
-    /// The next JSON frame (pongs skipped).
-    async fn next(&mut self) -> Value {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match self.ws.next().await.expect("socket open").unwrap() {
-                    Message::Text(t) => {
-                        let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                        if v["type"] != "pong" {
-                            return v;
-                        }
-                    }
-                    Message::Close(c) => panic!("socket closed: {c:?}"),
-                    _ => {}
-                }
-            }
-        })
-        .await
-        .expect("a frame in time")
-    }
-
-    /// Nothing but pongs arrives within `wait`.
-    async fn quiet(&mut self, wait: Duration) {
-        let got = tokio::time::timeout(wait, self.next()).await;
-        assert!(got.is_err(), "unexpected frame: {:?}", got.ok());
-    }
-
-    async fn available(&mut self) {
-        self.send(json!({ "type": "available", "available": true }))
-            .await;
-        let v = self.next().await;
-        assert_eq!(v, json!({ "type": "availability", "available": true }));
-    }
-
-    async fn expect_error(&mut self, code: &str) -> Value {
-        let v = self.next().await;
-        assert_eq!(v["type"], "error", "{v}");
-        assert_eq!(v["code"], code, "{v}");
-        v
-    }
+    .await
 }
 
 fn hmac_sha1_b64(secret: &str, message: &str) -> String {

@@ -523,3 +523,141 @@ async fn on_a_phone_the_call_fills_the_screen_with_its_controls_in_reach() {
     assert_eq!(problems(&c).await, json!([]));
     c.close().await.unwrap();
 }
+
+/// Controls without an accessible name on the current page (buttons, links, form fields).
+async fn unnamed_controls(c: &Client) -> Value {
+    js(
+        c,
+        "return [...document.querySelectorAll('main button, main a[href], main input:not([type=hidden]), main select, main summary')] \
+           .filter((el) => !(el.getAttribute('aria-label') || (el.labels && el.labels.length) || el.textContent.trim())) \
+           .map((el) => el.outerHTML)",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_and_callbacks_pages_work_on_a_phone() {
+    use kiosk_protocol::call::{CallKind, EndReason, Party};
+    use tenantd::calls::registry::{new_call_id, CallRecord, CallState, Outcome};
+
+    let (cloud, _driver, c) = agent_on_calls_page(390, 844).await;
+    let org = cloud
+        .store
+        .blocking(|db| db.org_ref("shop"))
+        .unwrap()
+        .unwrap();
+    let site = cloud.add_site(&org, "Lyon");
+    let device = cloud.add_device(&org, site);
+    let me = cloud
+        .store
+        .blocking(|db| db.login_record("tech@shop.example"))
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let record = CallRecord {
+        state: CallState::Ended,
+        agent_id: Some(me),
+        accepted_at_ms: Some(now - 60_000),
+        ended_at_ms: Some(now),
+        end_reason: Some(EndReason::Hangup),
+        ended_by: Some(Party::Agent),
+        outcome: Some(Outcome::Answered),
+        phone_masked: Some("+33•••••••78".into()),
+        ..CallRecord::new(
+            new_call_id(),
+            org.id,
+            Some(site),
+            device.clone(),
+            CallKind::Customer,
+            "r-1".into(),
+            now - 90_000,
+        )
+    };
+    cloud.store.blocking(|db| db.save_call(&record)).unwrap();
+    let callback =
+        common::journey::add_callback(&cloud, org.id, Some(site), &device, None, "+33612345678");
+
+    // Records: the agent's call with its totals and the CSV link; a filter empties it.
+    c.goto(&format!("{}/console/#/records", cloud.base))
+        .await
+        .unwrap();
+    wait_page(&c, "records").await;
+    wait_css(
+        &c,
+        &format!("#records-table tr[data-call=\"{}\"]", record.id.as_str()),
+    )
+    .await;
+    let totals = js(
+        &c,
+        "return document.getElementById('records-totals').textContent",
+    )
+    .await;
+    assert!(totals.as_str().unwrap().contains("100 %"), "{totals}");
+    let href = js(
+        &c,
+        "return document.getElementById('records-csv').getAttribute('href')",
+    )
+    .await;
+    assert_eq!(href, "/api/v1/orgs/shop/calls/records.csv");
+    assert_eq!(unnamed_controls(&c).await, json!([]), "records page");
+    let overflow = js(
+        &c,
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    )
+    .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "horizontal overflow {overflow}"
+    );
+    screenshot(&c, "records-phone").await;
+    c.find(Locator::Css("#records-outcome option[value=\"missed\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(&c, "#records-apply").await;
+    until(
+        &c,
+        "filtered records",
+        "document.querySelectorAll('#records-table tbody tr').length",
+        |v| v == 0,
+    )
+    .await;
+    let href = js(
+        &c,
+        "return document.getElementById('records-csv').getAttribute('href')",
+    )
+    .await;
+    assert_eq!(href, "/api/v1/orgs/shop/calls/records.csv?outcome=missed");
+
+    // Callbacks: the full number as a tel: link; "Done" takes it off the open list.
+    c.goto(&format!("{}/console/#/callbacks", cloud.base))
+        .await
+        .unwrap();
+    wait_page(&c, "callbacks").await;
+    wait_css(
+        &c,
+        &format!("tr[data-callback=\"{callback}\"] a[href=\"tel:+33612345678\"]"),
+    )
+    .await;
+    assert_eq!(unnamed_controls(&c).await, json!([]), "callbacks page");
+    screenshot(&c, "callbacks-phone").await;
+    click(&c, ".callback-done").await;
+    until(
+        &c,
+        "callback done",
+        "document.querySelectorAll('#callbacks-table tbody tr').length",
+        |v| v == 0,
+    )
+    .await;
+    let status = js(
+        &c,
+        "return document.getElementById('callbacks-status').textContent",
+    )
+    .await;
+    assert!(status.as_str().unwrap().contains("marked done"), "{status}");
+    assert_eq!(problems(&c).await, json!([]));
+    c.close().await.unwrap();
+}

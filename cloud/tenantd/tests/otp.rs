@@ -808,6 +808,15 @@ async fn callbacks_are_booked_once_for_an_unanswered_call_or_a_closed_site() {
             }),
             ended_by: Some(Party::Cloud),
             refused_reason: None,
+            customer_id: None,
+            phone_masked: None,
+            phone_hash: None,
+            language: None,
+            verified_at_ms: None,
+            outcome: None,
+            recorded: false,
+            consent_id: None,
+            callback_offered: !answered,
             rev: 1,
         };
         s.cloud.store.blocking(|db| db.save_call(&record)).unwrap();

@@ -7,6 +7,8 @@ import * as pages from './pages.js';
 import * as sites from './sites.js';
 import * as devices from './devices.js';
 import * as calls from './calls.js';
+import * as records from './records.js';
+import * as callbacks from './callbacks.js';
 
 const main = document.getElementById('main');
 const header = document.getElementById('site-header');
@@ -29,6 +31,8 @@ const ROUTES = [
   { path: '/password', name: 'password', title: 'Change password', page: pages.password },
   { path: '/', name: 'home', title: 'Home', page: pages.home },
   { path: '/calls', name: 'calls', title: 'Calls', page: calls.page, roles: CALL_TAKERS, org: true },
+  { path: '/records', name: 'records', title: 'Call records', page: records.page, roles: CALL_TAKERS, org: true },
+  { path: '/callbacks', name: 'callbacks', title: 'Callbacks', page: callbacks.page, roles: CALL_TAKERS, org: true },
   { path: '/orgs', name: 'orgs', title: 'Organizations', page: pages.orgs, roles: SUPER },
   { path: '/users', name: 'users', title: 'Users', page: pages.users, roles: ORG_ADMIN, org: true },
   { path: '/sites', name: 'sites', title: 'Sites', page: sites.list, roles: ORG_ADMIN, org: true },
@@ -45,6 +49,8 @@ const ROUTES = [
 const NAV = {
   org_admin: [
     ['/calls', 'Calls'],
+    ['/records', 'Records'],
+    ['/callbacks', 'Callbacks'],
     ['/users', 'Users'],
     ['/sites', 'Sites'],
     ['/devices', 'Devices'],
@@ -53,7 +59,11 @@ const NAV = {
     ['/audit', 'Audit'],
   ],
   super_admin: [['/orgs', 'Organizations']],
-  agent: [['/calls', 'Calls']],
+  agent: [
+    ['/calls', 'Calls'],
+    ['/records', 'Records'],
+    ['/callbacks', 'Callbacks'],
+  ],
 };
 
 function currentPath() {

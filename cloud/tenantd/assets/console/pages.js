@@ -159,9 +159,11 @@ export async function home(ctx) {
       `Manage ${orgName}`,
       linkList([
         ['#/calls', 'Calls', 'Take calls from the kiosks: availability, incoming calls, the video call.'],
+        ['#/records', 'Call records', 'Finished calls with their outcome, totals and a CSV export.'],
+        ['#/callbacks', 'Callbacks', 'Customers to call back.'],
         ['#/users', 'Users', 'Invite admins and agents, change roles, disable accounts.'],
         ['#/sites', 'Sites', 'Locations with their time zone, opening hours and holidays.'],
-        ['#/settings', 'Settings', 'Call recording and how long recordings are kept.'],
+        ['#/settings', 'Settings', 'Call recording, how long recordings are kept, how long calls wait.'],
         ['#/tokens', 'API tokens', 'Credentials for programs that use the API.'],
         ['#/audit', 'Audit log', 'Who changed what, with a tamper-evident chain.'],
       ]),
@@ -282,6 +284,7 @@ export async function users(ctx) {
       { label: 'Email', cell: (u) => [u.email, u.id === selfId ? h('span', { class: 'badge' }, 'you') : null] },
       { label: 'Name', cell: (u) => u.name },
       { label: 'Role', cell: (u) => roleLabel(u.role) },
+      { label: 'Languages', cell: (u) => languagesCell(u) },
       {
         label: 'Status',
         cell: (u) => [u.disabled ? 'Disabled' : 'Active', u.must_change_password ? h('span', { class: 'muted block' }, 'Must change password') : null],
@@ -291,6 +294,30 @@ export async function users(ctx) {
       { label: 'Actions', cell: (u) => userActions(u) },
     ],
   });
+
+  // The languages a user takes calls in, editable in place (empty: any call).
+  function languagesCell(u) {
+    const id = `user-langs-${u.id}`;
+    const input = h('input', { id, name: 'languages', type: 'text', value: (u.languages || []).join(', '), autocomplete: 'off', spellcheck: 'false' });
+    const save = h('button', { type: 'submit', class: 'secondary' }, 'Save');
+    const form = h(
+      'form',
+      { class: 'inline-form', 'data-user-id': u.id },
+      h('label', { for: id, class: 'visually-hidden' }, `Languages of ${u.email}`),
+      input,
+      save,
+    );
+    onSubmit(form, actionErr, async () => {
+      const languages = input.value.split(',').map((t) => t.trim()).filter(Boolean);
+      const updated = await api('PATCH', `${base}/${seg(u.id)}`, { languages });
+      list[list.indexOf(u)] = updated;
+      table.update(list);
+      const again = table.el.querySelector(`#user-langs-${CSS.escape(String(updated.id))}`);
+      if (again) again.focus();
+    });
+    const shown = (u.languages || []).length ? u.languages.join(', ') : 'Any';
+    return h('details', null, h('summary', { 'aria-label': `Languages of ${u.email}: ${shown}. Change` }, shown), form);
+  }
 
   // No disable/demote on one's own row: the server refuses it anyway.
   function userActions(u) {
@@ -323,6 +350,14 @@ export async function users(ctx) {
     field({ label: 'Name', id: 'user-name', name: 'name', required: true, autocomplete: 'off' }),
     selectField({ label: 'Role', id: 'user-role', name: 'role', options: ROLE_OPTIONS, value: 'agent' }),
     field({
+      label: 'Languages (optional)',
+      id: 'user-languages',
+      name: 'languages',
+      autocomplete: 'off',
+      spellcheck: 'false',
+      hint: 'Language tags separated by commas, e.g. fr, en-GB. Calls in other languages ring this user only when no available colleague speaks them. Leave empty to take any call.',
+    }),
+    field({
       label: 'Initial password (optional)',
       id: 'user-password',
       name: 'password',
@@ -336,6 +371,8 @@ export async function users(ctx) {
   onSubmit(form, err, async () => {
     const els = form.elements;
     const body = { email: els.email.value.trim(), name: els.name.value.trim(), role: els.role.value };
+    const languages = els.languages.value.split(',').map((t) => t.trim()).filter(Boolean);
+    if (languages.length) body.languages = languages;
     if (els.password.value) body.password = els.password.value;
     const res = await api('POST', base, body);
     list.push(res.user);
@@ -380,6 +417,17 @@ export async function settings(ctx) {
       value: String(s.retention_days),
       hint: 'Recordings older than this are deleted (1 to 3650 days).',
     }),
+    field({
+      label: 'Calls wait for an agent at most (seconds)',
+      id: 'settings-queue-timeout',
+      name: 'queue_timeout_s',
+      type: 'number',
+      inputmode: 'numeric',
+      min: '30',
+      max: '3600',
+      value: String(s.queue_timeout_s ?? 180),
+      hint: 'After this, an unanswered call ends and the customer is offered a callback (30 to 3600 s).',
+    }),
     checkField({
       label: 'Technicians may review recordings',
       id: 'settings-review',
@@ -398,6 +446,7 @@ export async function settings(ctx) {
       recording: els.recording.value,
       retention_days: intValue(els.retention_days, { message: 'Enter the number of days as a whole number.' }),
       technicians_may_review_recordings: els.technicians_may_review_recordings.checked,
+      queue_timeout_s: intValue(els.queue_timeout_s, { message: 'Enter the waiting time in seconds, as a whole number.' }),
     });
     updated.replaceChildren('Last changed: ', fmtDate(next.updated_at));
     saved.textContent = 'Settings saved.';

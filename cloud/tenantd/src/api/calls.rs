@@ -46,7 +46,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallPath {
 
 /// Whose rows a caller sees: `None` for all of the organization's (admins), the user's own
 /// for agents. Agent API tokens have no calls of their own.
-fn own_rows(p: &Principal) -> Result<Option<i64>, ApiError> {
+pub(super) fn own_rows(p: &Principal) -> Result<Option<i64>, ApiError> {
     match (p.role, &p.actor) {
         (Role::OrgAdmin, _) => Ok(None),
         (_, Actor::User { id, .. }) => Ok(Some(*id)),
@@ -66,11 +66,20 @@ pub async fn calls_ws(
     else {
         return Err(ApiError::Forbidden);
     };
+    let user_id = *id;
+    let lookup = scope.clone();
+    // The languages the agent takes calls in, as they are when the socket opens.
+    let languages = state
+        .store
+        .run(move |db| db.get_user(&lookup, user_id))
+        .await?
+        .languages;
     let who = SocketAgent {
         agent: AgentRef {
-            user_id: *id,
+            user_id,
             org_id: scope.org_id(),
             name: name.clone(),
+            languages,
         },
         session: *session,
         sessions: state.sessions.clone(),

@@ -14,6 +14,7 @@ mod fleet;
 mod openapi;
 mod orgs;
 mod platform;
+mod records;
 mod sms;
 
 use std::net::SocketAddr;
@@ -519,6 +520,39 @@ pub fn route_table() -> Vec<RouteSpec> {
             OK,
             "Calls, newest first: admins see the organization's, agents their own",
             calls::list_calls,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/calls/records",
+            Org(STAFF),
+            OK,
+            "Call records (finished calls) with filters from, to, site, kiosk, agent, outcome, \
+             paging and totals: admins see the organization's, agents their own",
+            records::list_records,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/calls/records.csv",
+            Org(STAFF),
+            OK,
+            "The call records the same filters select, as a CSV file",
+            records::records_csv,
+        ),
+        route(
+            M::GET,
+            "/api/v1/orgs/{org}/callbacks",
+            Org(STAFF),
+            OK,
+            "Callbacks the organization owes (state=open by default; the full number while open)",
+            records::list_callbacks,
+        ),
+        route(
+            M::POST,
+            "/api/v1/orgs/{org}/callbacks/{id}/done",
+            Org(STAFF),
+            OK,
+            "Mark a callback done",
+            records::complete_callback,
         ),
         route(
             M::GET,

@@ -55,8 +55,56 @@ fn success_media(path: &str) -> Option<&'static str> {
         Some("application/x-pem-file")
     } else if path.ends_with("/snapshots/{id}") {
         Some("image/*")
+    } else if path.ends_with(".csv") {
+        Some("text/csv")
     } else {
         None
+    }
+}
+
+/// The query parameters of a route that takes some: (name, type, description).
+fn query_params(path: &str) -> &'static [(&'static str, &'static str, &'static str)] {
+    const PAGE: [(&str, &str, &str); 2] = [
+        ("limit", "integer", "at most this many rows"),
+        ("offset", "integer", "skip this many rows"),
+    ];
+    const RECORDS: [(&str, &str, &str); 8] = [
+        (
+            "from",
+            "string",
+            "a date YYYY-MM-DD (UTC) or an RFC 3339 time; inclusive",
+        ),
+        (
+            "to",
+            "string",
+            "a date (through its end, UTC) or an RFC 3339 time; exclusive",
+        ),
+        ("site", "integer", "a site id"),
+        ("kiosk", "string", "a device id"),
+        (
+            "agent",
+            "integer",
+            "a user id (agents always see their own calls)",
+        ),
+        (
+            "outcome",
+            "string",
+            "answered, abandoned, missed, declined, closed or failed",
+        ),
+        PAGE[0],
+        PAGE[1],
+    ];
+    const CALLBACKS: [(&str, &str, &str); 3] = [
+        ("state", "string", "open (default), done, cancelled or all"),
+        PAGE[0],
+        PAGE[1],
+    ];
+    if path.ends_with("/calls/records") || path.ends_with("/calls/records.csv") {
+        &RECORDS
+    } else if path.ends_with("/callbacks") {
+        &CALLBACKS
+    } else {
+        &[]
     }
 }
 
@@ -100,6 +148,8 @@ fn components() -> Value {
         "properties": { "open": { "type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$" },
                         "close": { "type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$" } } });
     let day = json!({ "type": "array", "maxItems": 4, "items": interval });
+    let languages = json!({ "type": "array", "maxItems": 16, "items": { "type": "string",
+        "description": "a BCP 47 tag (fr, en-GB): the user takes calls in these languages; empty: any call" } });
     let mut week = Map::new();
     for d in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
         week.insert(d.into(), day.clone());
@@ -134,12 +184,15 @@ fn components() -> Value {
                 "name": string(), "disabled": { "type": "boolean" }, "created_at": time(), "users": { "type": "integer" } } },
             "User": { "type": "object", "properties": { "id": { "type": "integer" }, "email": string(),
                 "name": string(), "role": { "$ref": "#/components/schemas/Role" }, "disabled": { "type": "boolean" },
-                "must_change_password": { "type": "boolean" }, "created_at": time(), "last_sign_in_at": time() } },
+                "must_change_password": { "type": "boolean" }, "created_at": time(), "last_sign_in_at": time(),
+                "languages": { "type": "array", "items": string() } } },
             "SiteInput": site_input,
             "Settings": { "type": "object", "properties": {
                 "recording": { "type": "string", "enum": ["off", "on_with_consent"] },
                 "retention_days": { "type": "integer", "minimum": 1, "maximum": 3650 },
-                "technicians_may_review_recordings": { "type": "boolean" }, "updated_at": time() } },
+                "technicians_may_review_recordings": { "type": "boolean" },
+                "queue_timeout_s": { "type": "integer", "minimum": 30, "maximum": 3600 },
+                "updated_at": time() } },
             "LoginInput": { "type": "object", "required": ["email", "password"], "additionalProperties": false,
                 "properties": { "email": string(), "password": string() } },
             "PasswordInput": { "type": "object", "required": ["current_password", "new_password"],
@@ -154,14 +207,18 @@ fn components() -> Value {
                 "properties": { "name": string(), "disabled": { "type": "boolean" } } },
             "NewUserInput": { "type": "object", "required": ["email", "name", "role"], "additionalProperties": false,
                 "properties": { "email": { "type": "string", "format": "email" }, "name": string(),
-                    "role": staff_role, "password": { "type": "string", "description": "omit to generate one" } } },
+                    "role": staff_role, "password": { "type": "string", "description": "omit to generate one" },
+                    "languages": languages.clone() } },
             "UserPatch": { "type": "object", "additionalProperties": false,
-                "properties": { "name": string(), "role": staff_role, "disabled": { "type": "boolean" } } },
+                "properties": { "name": string(), "role": staff_role, "disabled": { "type": "boolean" },
+                    "languages": languages } },
             "SettingsInput": { "type": "object", "additionalProperties": false,
                 "required": ["recording", "retention_days", "technicians_may_review_recordings"],
                 "properties": { "recording": { "type": "string", "enum": ["off", "on_with_consent"] },
                     "retention_days": { "type": "integer", "minimum": 1, "maximum": 3650 },
-                    "technicians_may_review_recordings": { "type": "boolean" } } },
+                    "technicians_may_review_recordings": { "type": "boolean" },
+                    "queue_timeout_s": { "type": "integer", "minimum": 30, "maximum": 3600,
+                        "description": "how long a call waits for an agent before it ends not_answered (180 by default); omit to keep it" } } },
             "NewClaimBatchInput": { "type": "object", "required": ["name"], "additionalProperties": false,
                 "properties": { "name": { "type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$" },
                     "note": string() } },
@@ -266,7 +323,7 @@ pub fn build() -> Value {
             op["responses"][spec.success.as_str()]["content"] =
                 json!({ media: { "schema": { "type": "string" } } });
         }
-        let params: Vec<Value> = ["org", "id", "device", "call"]
+        let mut params: Vec<Value> = ["org", "id", "device", "call"]
             .iter()
             .filter(|p| spec.path.contains(&format!("{{{p}}}")))
             .map(|p| {
@@ -274,6 +331,10 @@ pub fn build() -> Value {
                         "schema": if *p == "id" { json!({ "type": "integer" }) } else { string() } })
             })
             .collect();
+        params.extend(query_params(spec.path).iter().map(|(name, ty, what)| {
+            json!({ "name": name, "in": "query", "required": false,
+                    "schema": { "type": ty }, "description": what })
+        }));
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
@@ -325,6 +386,7 @@ mod tests {
             let bodiless = [
                 "/api/v1/auth/logout",
                 "/api/v1/orgs/{org}/devices/{device}/revoke",
+                "/api/v1/orgs/{org}/callbacks/{id}/done",
             ];
             let takes_body = matches!(spec.method, Method::POST | Method::PUT | Method::PATCH)
                 && !bodiless.contains(&spec.path);

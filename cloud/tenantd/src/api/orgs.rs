@@ -42,6 +42,9 @@ pub struct NewUserInput {
     name: String,
     role: Role,
     password: Option<Password>,
+    /// The languages the user takes calls in (BCP 47).
+    #[serde(default)]
+    languages: Vec<String>,
 }
 
 /// `POST /orgs/{org}/users`: with the given password or a generated one, returned once; the
@@ -54,6 +57,8 @@ pub async fn create_user(
     let email = fields::email("email", &input.email)?;
     let name = fields::name("name", &input.name)?;
     let role = fields::staff_role("role", input.role)?;
+    let languages = crate::calls::routing::agent_languages(&input.languages)
+        .map_err(|m| ApiError::invalid("languages", m))?;
     let password = match input.password {
         Some(pw) if !pw.expose().is_empty() => {
             check_policy(&pw, Some(&email)).map_err(|v| ApiError::WeakPassword(v.to_string()))?;
@@ -76,7 +81,17 @@ pub async fn create_user(
     let by = By::new(p.label());
     let user = state
         .store
-        .run(move |db| db.create_user(&scope, &by, &new))
+        .run(move |db| {
+            let user = db.create_user(&scope, &by, &new)?;
+            if languages.is_empty() {
+                return Ok(user);
+            }
+            let patch = UserPatch {
+                languages: Some(languages),
+                ..UserPatch::default()
+            };
+            db.update_user(&scope, &by, user.id, &patch)
+        })
         .await?;
     Ok(json_with(
         StatusCode::CREATED,
@@ -97,6 +112,12 @@ pub async fn update_user(
     }
     if let Some(role) = patch.role {
         fields::staff_role("role", role)?;
+    }
+    if let Some(languages) = &patch.languages {
+        patch.languages = Some(
+            crate::calls::routing::agent_languages(languages)
+                .map_err(|m| ApiError::invalid("languages", m))?,
+        );
     }
     if p.user_id() == Some(id) {
         if patch.disabled == Some(true) {
@@ -189,6 +210,8 @@ pub async fn get_settings(
 
 /// Longest retention an organization may set (ten years).
 const MAX_RETENTION_DAYS: u32 = 3650;
+/// The queue time-outs an organization may set, in seconds.
+const QUEUE_TIMEOUT_S: std::ops::RangeInclusive<u32> = 30..=3600;
 
 /// `PUT /orgs/{org}/settings`.
 pub async fn put_settings(
@@ -200,6 +223,19 @@ pub async fn put_settings(
         return Err(ApiError::invalid(
             "retention_days",
             format!("retention must be 1 to {MAX_RETENTION_DAYS} days"),
+        ));
+    }
+    if input
+        .queue_timeout_s
+        .is_some_and(|t| !QUEUE_TIMEOUT_S.contains(&t))
+    {
+        return Err(ApiError::invalid(
+            "queue_timeout_s",
+            format!(
+                "the queue time-out must be {} to {} seconds",
+                QUEUE_TIMEOUT_S.start(),
+                QUEUE_TIMEOUT_S.end()
+            ),
         ));
     }
     let by = By::new(p.label());

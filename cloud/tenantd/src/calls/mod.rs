@@ -1,27 +1,34 @@
 //! Live calls: the registry of calls and agents, and its two edges.
 //!
-//! - [`registry`]: the pure core. Every rule of docs/calls.md (who rings, first accept wins,
-//!   who may signal, what ends a call) as a state machine over plain values, answering with
-//!   [`registry::Effect`]s.
+//! - [`registry`]: the pure core. Every rule of docs/calls.md (the organization's queue, who
+//!   rings, first accept wins, who may signal, what ends a call) as a state machine over plain
+//!   values, answering with [`registry::Effect`]s.
+//! - [`routing`]: the rules that need no registry state: language matching, the wait estimate,
+//!   and the outcome of a finished call.
 //! - [`ice`]: an organization's STUN/TURN settings and the TURN credentials of each call.
 //! - [`ws`]: the agents' WebSocket (`/api/v1/orgs/{org}/calls/ws`), one task per socket.
 //! - [`CallHub`]: the registry behind a mutex, shared by the MQTT worker (`up/signal`, device
 //!   status) and the HTTP side (WebSockets), and the carrier of effects: frames to agents'
 //!   sockets, `down/call` and `down/signal` to kiosks through the fleet link, call rows to the
-//!   store.
+//!   store. Before a `place` reaches the registry, the hub looks up what the rules need in the
+//!   store: the organization's queue time-out, recording policy and recent waits, the site's
+//!   business hours (a `customer` call is refused `closed` outside them), and the customer
+//!   token of a `customer` call (claimed for the new call; refused `not_verified` without one).
 //!
 //! Threads and tasks: the registry's mutex is a `std` mutex taken for the decision only and
 //! never held across `.await`; effects are carried out after it is released. A ticker task
-//! ([`CallHub::spawn_ticker`]) ends calls whose agent stayed away past the grace and calls that
-//! ran too long.
+//! ([`CallHub::spawn_ticker`]) ends calls whose agent stayed away past the grace, calls nobody
+//! answered within the queue time-out and calls that ran too long.
 //!
 //! Limits today: the registry lives in one process's memory, so several tenantd replicas would
 //! each have their own calls and agents; calls live at a restart are ended (`other`) in the
 //! store when tenantd starts again, and kiosks and agents learn it by placing again or by
-//! reconnecting.
+//! reconnecting. The wait estimate starts from the store's recent answered waits after a
+//! restart.
 
 pub mod ice;
 pub mod registry;
+pub mod routing;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -29,14 +36,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use kiosk_protocol::call::{UpSignal, UpSignalBody};
+use kiosk_protocol::call::{CallKind, Consent, UpSignal, UpSignalBody};
 use kiosk_protocol::topic::{Down, Topic};
 use kiosk_protocol::DeviceId;
 use tokio::sync::{mpsc, watch};
 
 use crate::fleet::service::{FleetLink, Outgoing};
-use crate::store::{SqliteStore, StoreError};
-use registry::{Effect, KioskMessage, Placement, Registry, ServerFrame, SocketId};
+use crate::store::{CustomerRef, RecordingPolicy, SqliteStore, StoreError};
+use registry::{
+    Customer, Effect, KioskInfo, KioskMessage, Placement, Refuse, Registry, ServerFrame, SocketId,
+};
 
 /// How calls behave; tests shorten the times.
 #[derive(Debug, Clone)]
@@ -47,6 +56,9 @@ pub struct CallSettings {
     pub tick: Duration,
     /// How often an open socket checks that its session is still signed in (5 s).
     pub session_recheck: Duration,
+    /// When set, replaces every organization's queue time-out (`queue_timeout_s`): tests and
+    /// demonstrations that cannot wait 30 s or more. `None` by default.
+    pub queue_timeout: Option<Duration>,
 }
 
 impl Default for CallSettings {
@@ -55,6 +67,7 @@ impl Default for CallSettings {
             agent_grace: Duration::from_secs(10),
             tick: Duration::from_millis(250),
             session_recheck: Duration::from_secs(5),
+            queue_timeout: None,
         }
     }
 }
@@ -232,7 +245,13 @@ impl CallHub {
             return Ok(Vec::new());
         }
         let effects = match signal.body {
-            UpSignalBody::Place { request, kind, .. } => {
+            UpSignalBody::Place {
+                request,
+                kind,
+                language,
+                customer,
+                consent,
+            } => {
                 let Some(kiosk) = self.inner.store.blocking(|db| db.kiosk_for_call(id))? else {
                     tracing::warn!(
                         device = id,
@@ -240,17 +259,15 @@ impl CallHub {
                     );
                     return Ok(Vec::new());
                 };
-                let ice = self
-                    .inner
-                    .store
-                    .blocking(|db| db.ice_settings(kiosk.org_id))?;
-                let placement = Placement {
+                let placement = self.placement(
                     kiosk,
                     request,
                     kind,
-                    new_id: registry::new_call_id(),
-                    max_call_ms: ice.max_call_ms(),
-                };
+                    language,
+                    customer.as_deref(),
+                    consent.as_ref(),
+                    now_ms,
+                )?;
                 self.decide(|r| r.place(placement, now_ms))
             }
             body => {
@@ -265,6 +282,88 @@ impl CallHub {
             }
         };
         self.deliver_blocking(effects)
+    }
+
+    /// What the registry needs to decide about a `place`: the organization's limits, and for a
+    /// `customer` call the site's hours and the customer. A repeated request, or a `place`
+    /// while the kiosk has a call, goes to the registry as it is (it answers those without
+    /// them), so a token is never claimed for a call that is not placed.
+    #[allow(clippy::too_many_arguments)]
+    fn placement(
+        &self,
+        kiosk: KioskInfo,
+        request: String,
+        kind: CallKind,
+        language: Option<String>,
+        token: Option<&str>,
+        consent: Option<&Consent>,
+        now_ms: i64,
+    ) -> Result<Placement, StoreError> {
+        let device = kiosk.device_id.clone();
+        let org_id = kiosk.org_id;
+        let site_id = kiosk.site.as_ref().map(|s| s.id);
+        let limits = self
+            .inner
+            .store
+            .blocking(|db| db.routing_limits(org_id, site_id))?;
+        let queue_timeout_ms = match self.inner.settings.queue_timeout {
+            Some(t) => i64::try_from(t.as_millis()).unwrap_or(i64::MAX),
+            None => limits.queue_timeout_s.saturating_mul(1000),
+        };
+        let mut p = Placement::new(
+            kiosk,
+            request,
+            kind,
+            registry::new_call_id(),
+            limits.max_call_ms,
+            queue_timeout_ms,
+        );
+        p.language = language.filter(|l| !l.is_empty());
+        p.recent_waits_ms = limits.recent_waits_ms;
+        if let Some(c) = consent {
+            p.consent_id = Some(c.id.clone());
+            p.recorded = c.granted && limits.recording == RecordingPolicy::OnWithConsent;
+        }
+        let repeat_or_busy = self
+            .decide(|r| r.knows_request(&device, &p.request) || r.kiosk_call(&device).is_some());
+        if kind != CallKind::Customer || repeat_or_busy {
+            return Ok(p);
+        }
+        let open = limits.site.as_ref().is_none_or(|s| {
+            crate::sites::open_at(&s.timezone, &s.business_hours, &s.holidays, now_ms)
+        });
+        let found = match token {
+            Some(t) => self
+                .inner
+                .store
+                .blocking(|db| db.customer_for_token(&device, t, now_ms))?,
+            None => None,
+        };
+        let customer = match (found, token) {
+            (Some(c), Some(t)) if c.org_id == org_id => {
+                if !open {
+                    // Refused before it queues: the token stays unused, for a callback.
+                    p.refuse = Some(Refuse::Closed);
+                    Some(c)
+                } else {
+                    let call = p.new_id.as_str().to_string();
+                    self.inner
+                        .store
+                        .blocking(|db| db.claim_customer(&device, t, &call, now_ms))?
+                }
+            }
+            _ => None,
+        };
+        match customer {
+            Some(c) => {
+                if p.language.is_none() {
+                    p.language = c.language.clone().filter(|l| !l.is_empty());
+                }
+                p.customer = Some(customer_of(c));
+            }
+            None => p.refuse = Some(Refuse::NotVerified),
+        }
+        Ok(p)
     }
 
     /// A device's status went offline: its call ends.
@@ -300,6 +399,15 @@ impl CallHub {
                 }
             }
         });
+    }
+}
+
+fn customer_of(c: CustomerRef) -> Customer {
+    Customer {
+        id: c.id,
+        phone_masked: c.phone_masked,
+        phone_hash: c.phone_hash,
+        verified_at_ms: c.verified_at_ms,
     }
 }
 

@@ -141,6 +141,7 @@ mod tests {
                 recording: OrgRecording::OnWithConsent,
                 retention_days: 30,
                 technicians_may_review_recordings: false,
+                queue_timeout_s: 180,
                 updated_at: now,
             },
             latest_version: 0,

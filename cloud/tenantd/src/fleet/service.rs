@@ -18,7 +18,7 @@ use std::time::Duration;
 use kiosk_protocol::command::CommandResult;
 use kiosk_protocol::command::Outcome as CmdOutcome;
 use kiosk_protocol::config::{ConfigOutcome, Reported};
-use kiosk_protocol::event::Event as DeviceEvent;
+use kiosk_protocol::event::{Event as DeviceEvent, EventBody};
 use kiosk_protocol::provision::{ProvisionRequest, ProvisionResponse, ProvisionResult};
 use kiosk_protocol::renew::{RenewRequest, RenewResponse, RenewResult};
 use kiosk_protocol::telemetry::{Presence, Status, Telemetry};
@@ -36,7 +36,7 @@ use super::pki::{FleetPki, DEVICE_CERT_DAYS};
 use crate::auth::tokens;
 use crate::calls::CallHub;
 use crate::otp::Journeys;
-use crate::store::{NewDevice, SqliteStore, StoreError};
+use crate::store::{ConsentEvent, ConsentWrite, NewDevice, SqliteStore, StoreError, SurveyWrite};
 
 /// How long an activation code shown on a kiosk's screen stays valid.
 pub const ACTIVATION_CODE_TTL_S: i64 = 30 * 60;
@@ -454,6 +454,11 @@ pub fn handle_up(
                         })?;
                     }
                 }
+                Up::Events => {
+                    if let Ok(e) = serde_json::from_slice::<DeviceEvent>(payload) {
+                        record_journey_event(store, id, e)?;
+                    }
+                }
                 _ => {}
             }
             Ok(Vec::new())
@@ -463,6 +468,53 @@ pub fn handle_up(
             Ok(Vec::new())
         }
     }
+}
+
+/// The customer journey's events, once each (the caller dropped redeliveries): a survey score
+/// for a call of this device, a consent record. Other events are kept in the message log only.
+fn record_journey_event(
+    store: &SqliteStore,
+    device: &str,
+    event: DeviceEvent,
+) -> Result<(), StoreError> {
+    match event.body {
+        EventBody::Survey { call, score } => {
+            let written = store.blocking(|db| db.record_survey(device, &call, score))?;
+            if written != SurveyWrite::Written {
+                tracing::warn!(device, %call, score, outcome = ?written, "survey not recorded");
+            }
+        }
+        EventBody::Consent {
+            consent_id,
+            notice_version,
+            granted,
+            language,
+            call,
+        } => {
+            let Some(org_id) = store.blocking(|db| db.device_org(device))? else {
+                return Ok(());
+            };
+            let at_ms = if event.header.at_ms > 0 {
+                event.header.at_ms
+            } else {
+                crate::calls::now_ms()
+            };
+            let consent = ConsentEvent {
+                consent_id,
+                notice_version,
+                granted,
+                language,
+                call: call.map(|c| c.as_str().to_string()),
+                at_ms,
+            };
+            let written = store.blocking(|db| db.record_consent(device, org_id, &consent))?;
+            if written != ConsentWrite::Written {
+                tracing::warn!(device, consent = %consent.consent_id, outcome = ?written, "consent not recorded");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Handles one incoming publish.

@@ -1,8 +1,9 @@
 //! Calls, the organizations' ICE settings, and call snapshots.
 //!
 //! Call rows are written by the call registry as calls change (see `crate::calls`), with a
-//! revision number so a late write never replaces a newer one. They are read by the console
-//! through an [`OrgScope`].
+//! revision number so a late write never replaces a newer one. The registry never writes the
+//! survey score (the kiosk's survey event does, see `records.rs`), so its writes cannot undo
+//! it. They are read by the console through an [`OrgScope`].
 
 use kiosk_protocol::call::{CallId, CallKind, EndReason, Party};
 use rusqlite::{params, OptionalExtension};
@@ -12,11 +13,31 @@ use serde_json::json;
 use super::org::{audit_in_org, audit_org};
 use super::{found, ts, By, Db, StoreError};
 use crate::calls::ice::IceSettings;
-use crate::calls::registry::{CallRecord, CallState, KioskInfo, Named};
+use crate::calls::registry::{CallRecord, CallState, KioskInfo, Named, Outcome};
+use crate::store::{RecordingPolicy, Site};
 use crate::tenancy::OrgScope;
 
 const CALL_COLS: &str = "id, org_id, site_id, device_id, kind, request_id, state, agent_id, \
-     placed_at_ms, accepted_at_ms, ended_at_ms, end_reason, ended_by, refused_reason, rev";
+     placed_at_ms, accepted_at_ms, ended_at_ms, end_reason, ended_by, refused_reason, rev, \
+     customer_id, phone_masked, phone_hash, language, verified_at_ms, outcome, recorded, \
+     consent_id, callback_offered";
+
+/// How many recent answered waits start an organization's estimate.
+const RECENT_WAITS: u32 = 20;
+
+/// What the call registry's edge reads before it places a call.
+#[derive(Debug, Clone)]
+pub struct RoutingLimits {
+    /// How long a call may wait for an agent (`org_settings.queue_timeout_s`).
+    pub queue_timeout_s: i64,
+    pub recording: RecordingPolicy,
+    /// The organization's longest call, in ms.
+    pub max_call_ms: i64,
+    /// Recent answered waits, newest first.
+    pub recent_waits_ms: Vec<i64>,
+    /// The kiosk's site, with its hours.
+    pub site: Option<Site>,
+}
 
 fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -26,7 +47,7 @@ fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-fn party_str(p: Party) -> &'static str {
+pub(super) fn party_str(p: Party) -> &'static str {
     match p {
         Party::Kiosk => "kiosk",
         Party::Agent => "agent",
@@ -63,6 +84,18 @@ fn call_row(r: &rusqlite::Row<'_>) -> Result<CallRecord, rusqlite::Error> {
         },
         refused_reason: r.get(13)?,
         rev: r.get::<_, i64>(14)? as u64,
+        customer_id: r.get(15)?,
+        phone_masked: r.get(16)?,
+        phone_hash: r.get(17)?,
+        language: r.get(18)?,
+        verified_at_ms: r.get(19)?,
+        outcome: match r.get::<_, Option<String>>(20)? {
+            None => None,
+            Some(o) => Some(Outcome::parse(&o).ok_or_else(|| corrupt("outcome", &o))?),
+        },
+        recorded: r.get(21)?,
+        consent_id: r.get(22)?,
+        callback_offered: r.get(23)?,
     })
 }
 
@@ -92,15 +125,19 @@ fn snapshot_row(r: &rusqlite::Row<'_>) -> Result<SnapshotInfo, rusqlite::Error> 
 
 impl Db<'_> {
     /// Writes a call as the registry has it; an older revision than the stored one is ignored.
+    /// The customer, language and consent are written when the row is made; the survey score
+    /// is never touched. A consent record the kiosk sent before the call learns its call.
     pub fn save_call(&mut self, c: &CallRecord) -> Result<(), StoreError> {
         self.conn.execute(
             &format!(
                 "INSERT INTO calls ({CALL_COLS}) VALUES
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                  ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state,
                     agent_id = excluded.agent_id, accepted_at_ms = excluded.accepted_at_ms,
                     ended_at_ms = excluded.ended_at_ms, end_reason = excluded.end_reason,
                     ended_by = excluded.ended_by, refused_reason = excluded.refused_reason,
+                    outcome = excluded.outcome, callback_offered = excluded.callback_offered,
                     rev = excluded.rev
                  WHERE excluded.rev > calls.rev AND excluded.org_id = calls.org_id"
             ),
@@ -120,19 +157,70 @@ impl Db<'_> {
                 c.ended_by.map(party_str),
                 c.refused_reason,
                 c.rev as i64,
+                c.customer_id,
+                c.phone_masked,
+                c.phone_hash,
+                c.language,
+                c.verified_at_ms,
+                c.outcome.map(Outcome::as_str),
+                c.recorded,
+                c.consent_id,
+                c.callback_offered,
             ],
         )?;
+        if let Some(consent) = &c.consent_id {
+            self.conn.execute(
+                "UPDATE consents SET call_id = ?1
+                 WHERE device_id = ?2 AND id = ?3 AND call_id IS NULL",
+                params![c.id.as_str(), c.device_id, consent],
+            )?;
+        }
         Ok(())
     }
 
-    /// At start: calls that were live when tenantd stopped are over (`other`, by the cloud).
+    /// At start: calls that were live when tenantd stopped are over (`other`, by the cloud;
+    /// outcome `failed`).
     pub fn end_interrupted_calls(&mut self, now_ms: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
             "UPDATE calls SET state = 'ended', ended_at_ms = ?1, end_reason = 'other',
-                ended_by = 'cloud', rev = rev + 1
+                ended_by = 'cloud', outcome = 'failed', rev = rev + 1
              WHERE state IN ('ringing', 'accepted')",
             [now_ms],
         )?)
+    }
+
+    /// What the call registry's edge needs to place a call of organization `org_id` from a
+    /// kiosk of `site_id` (the edge acts for a device already tied to both).
+    pub fn routing_limits(
+        &mut self,
+        org_id: i64,
+        site_id: Option<i64>,
+    ) -> Result<RoutingLimits, StoreError> {
+        let (queue_timeout_s, recording): (i64, String) = found(self.conn.query_row(
+            "SELECT queue_timeout_s, recording FROM org_settings WHERE org_id = ?1",
+            [org_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ))?;
+        let recent_waits_ms = {
+            let mut stmt = self.conn.prepare(
+                "SELECT accepted_at_ms - placed_at_ms FROM calls
+                 WHERE org_id = ?1 AND accepted_at_ms IS NOT NULL
+                 ORDER BY placed_at_ms DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![org_id, RECENT_WAITS], |r| r.get(0))?;
+            rows.collect::<Result<Vec<i64>, _>>()?
+        };
+        let site = match site_id {
+            Some(id) => super::org::site_in_org(self.conn, org_id, id)?,
+            None => None,
+        };
+        Ok(RoutingLimits {
+            queue_timeout_s,
+            recording: RecordingPolicy::parse(&recording)?,
+            max_call_ms: self.ice_settings(org_id)?.max_call_ms(),
+            recent_waits_ms,
+            site,
+        })
     }
 
     /// The organization's calls, newest first; only `agent`'s when given.

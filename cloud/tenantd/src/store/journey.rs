@@ -78,3 +78,37 @@ impl Db<'_> {
         Ok(Some(customer))
     }
 }
+
+impl Db<'_> {
+    /// Reads, without using it, the customer behind token `token` of kiosk `device_id`: `None`
+    /// unless it is this kiosk's, unexpired at `now_ms` and not used for a call yet. For a
+    /// placement refused before it queues (the site is closed), which must leave the token
+    /// usable (a callback may be booked with it).
+    pub fn customer_for_token(
+        &mut self,
+        device_id: &str,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Option<CustomerRef>, StoreError> {
+        let hash = customer_token_hash(token);
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, org_id, phone_masked, phone_hash, language, verified_at_ms \
+                 FROM customers WHERE token_hash = ?1 AND device_id = ?2 \
+                    AND call_id IS NULL AND expires_at_ms > ?3",
+                params![hash.as_slice(), device_id, now_ms],
+                |r| {
+                    Ok(CustomerRef {
+                        id: r.get(0)?,
+                        org_id: r.get(1)?,
+                        phone_masked: r.get(2)?,
+                        phone_hash: r.get(3)?,
+                        language: r.get(4)?,
+                        verified_at_ms: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}

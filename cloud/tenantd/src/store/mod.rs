@@ -21,6 +21,7 @@ mod migrations;
 mod org;
 pub mod otp;
 mod platform;
+mod records;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, GENESIS};
 use crate::tenancy::Role;
 
-pub use calls::SnapshotInfo;
+pub use calls::{RoutingLimits, SnapshotInfo};
 pub use fleet::{
     ClaimBatch, CommandRecord, ConfigSources, CrlCa, DesiredRecord, Device, EnrollmentTokenInfo,
     NewDevice, PendingActivation,
@@ -39,6 +40,10 @@ pub use fleet::{
 pub use journey::{customer_token_hash, CustomerRef};
 pub use org::{NewUser, SettingsInput, UserPatch};
 pub use platform::{LoginRecord, PlatformHealth};
+pub use records::{
+    CallRecordView, CallbackView, ConsentEvent, ConsentWrite, RecordFilter, RecordTotals,
+    SurveyWrite,
+};
 
 /// The store's file name under the data dir.
 pub const DB_FILE: &str = "tenantd.sqlite3";
@@ -134,6 +139,8 @@ pub struct User {
     pub must_change_password: bool,
     pub created_at: jiff::Timestamp,
     pub last_sign_in_at: Option<jiff::Timestamp>,
+    /// The languages the user takes calls in (BCP 47); empty: any call.
+    pub languages: Vec<String>,
 }
 
 /// Whether calls are recorded.
@@ -169,6 +176,8 @@ pub struct Settings {
     pub recording: RecordingPolicy,
     pub retention_days: u32,
     pub technicians_may_review_recordings: bool,
+    /// How long a call may wait for an agent before it ends `not_answered` (30 to 3600 s).
+    pub queue_timeout_s: u32,
     pub updated_at: jiff::Timestamp,
 }
 

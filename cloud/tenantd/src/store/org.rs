@@ -30,6 +30,8 @@ pub struct UserPatch {
     pub name: Option<String>,
     pub role: Option<Role>,
     pub disabled: Option<bool>,
+    /// The languages the user takes calls in (BCP 47, checked by the caller); empty: any.
+    pub languages: Option<Vec<String>>,
 }
 
 /// An organization's settings as an admin sets them.
@@ -39,6 +41,10 @@ pub struct SettingsInput {
     pub recording: RecordingPolicy,
     pub retention_days: u32,
     pub technicians_may_review_recordings: bool,
+    /// How long a call may wait for an agent, in seconds (checked by the caller); `None`
+    /// keeps the current value.
+    #[serde(default)]
+    pub queue_timeout_s: Option<u32>,
 }
 
 /// Appends to the organization's audit chain inside the caller's transaction.
@@ -132,6 +138,21 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
 }
 
 const AUDIT_COLS: &str = "chain, seq, at, actor, action, target, detail, prev_hash, hash";
+
+/// A site of organization `org_id`, for work done for a device of it (no principal).
+pub(super) fn site_in_org(
+    conn: &rusqlite::Connection,
+    org_id: i64,
+    id: i64,
+) -> Result<Option<Site>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {SITE_COLS} FROM sites WHERE id = ?1 AND org_id = ?2"),
+            params![id, org_id],
+            site_row,
+        )
+        .optional()?)
+}
 
 fn get_user(tx: &rusqlite::Connection, scope: &OrgScope, id: i64) -> Result<User, StoreError> {
     found(tx.query_row(
@@ -227,6 +248,12 @@ impl Db<'_> {
                 params![role.as_str(), id],
             )?;
         }
+        if let Some(languages) = &patch.languages {
+            tx.execute(
+                "UPDATE users SET languages = ?1 WHERE id = ?2",
+                params![languages.join(","), id],
+            )?;
+        }
         if let Some(disabled) = patch.disabled {
             tx.execute(
                 "UPDATE users SET disabled = ?1 WHERE id = ?2",
@@ -264,6 +291,7 @@ impl Db<'_> {
                 "name": patch.name,
                 "role": { "from": before.role, "to": after.role },
                 "disabled": { "from": before.disabled, "to": after.disabled },
+                "languages": { "from": before.languages, "to": after.languages },
             }),
         )?;
         tx.commit()?;
@@ -371,17 +399,24 @@ impl Db<'_> {
 
     /// The organization's settings.
     pub fn get_settings(&mut self, scope: &OrgScope) -> Result<Settings, StoreError> {
-        let (recording, retention_days, review, updated_at): (String, u32, bool, i64) =
-            found(self.conn.query_row(
-                "SELECT recording, retention_days, technicians_may_review_recordings, updated_at
-                 FROM org_settings WHERE org_id = ?1",
-                [scope.org_id()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            ))?;
+        let (recording, retention_days, review, updated_at, queue_timeout_s): (
+            String,
+            u32,
+            bool,
+            i64,
+            u32,
+        ) = found(self.conn.query_row(
+            "SELECT recording, retention_days, technicians_may_review_recordings, updated_at,
+                    queue_timeout_s
+             FROM org_settings WHERE org_id = ?1",
+            [scope.org_id()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        ))?;
         Ok(Settings {
             recording: RecordingPolicy::parse(&recording)?,
             retention_days,
             technicians_may_review_recordings: review,
+            queue_timeout_s,
             updated_at: ts(updated_at),
         })
     }
@@ -394,16 +429,18 @@ impl Db<'_> {
         input: &SettingsInput,
     ) -> Result<Settings, StoreError> {
         let before = self.get_settings(scope)?;
+        let queue_timeout_s = input.queue_timeout_s.unwrap_or(before.queue_timeout_s);
         let tx = self.tx()?;
         tx.execute(
             "UPDATE org_settings SET recording = ?1, retention_days = ?2,
-                    technicians_may_review_recordings = ?3, updated_at = ?4
-             WHERE org_id = ?5",
+                    technicians_may_review_recordings = ?3, updated_at = ?4, queue_timeout_s = ?5
+             WHERE org_id = ?6",
             params![
                 input.recording.as_str(),
                 input.retention_days,
                 input.technicians_may_review_recordings,
                 by.now,
+                queue_timeout_s,
                 scope.org_id()
             ],
         )?;
@@ -415,9 +452,11 @@ impl Db<'_> {
             None,
             json!({
                 "from": { "recording": before.recording, "retention_days": before.retention_days,
-                          "technicians_may_review_recordings": before.technicians_may_review_recordings },
+                          "technicians_may_review_recordings": before.technicians_may_review_recordings,
+                          "queue_timeout_s": before.queue_timeout_s },
                 "to": { "recording": input.recording, "retention_days": input.retention_days,
-                        "technicians_may_review_recordings": input.technicians_may_review_recordings },
+                        "technicians_may_review_recordings": input.technicians_may_review_recordings,
+                        "queue_timeout_s": queue_timeout_s },
             }),
         )?;
         tx.commit()?;

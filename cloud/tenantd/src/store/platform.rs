@@ -39,7 +39,7 @@ pub struct PlatformHealth {
 }
 
 pub(super) const USER_COLS: &str =
-    "id, email, name, role, disabled, must_change_password, created_at, last_sign_in_at";
+    "id, email, name, role, disabled, must_change_password, created_at, last_sign_in_at, languages";
 
 pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -51,6 +51,7 @@ pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         must_change_password: r.get(5)?,
         created_at: ts(r.get(6)?),
         last_sign_in_at: r.get::<_, Option<i64>>(7)?.map(ts),
+        languages: crate::calls::routing::split_languages(&r.get::<_, String>(8)?),
     })
 }
 

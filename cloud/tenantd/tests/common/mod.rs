@@ -4,6 +4,8 @@
 
 pub mod browser;
 pub mod crl;
+pub mod journey;
+pub mod live;
 pub mod mqtt;
 
 use std::net::SocketAddr;
