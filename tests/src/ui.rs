@@ -42,7 +42,8 @@ impl KioskUi {
     }
 
     pub fn start(&mut self) {
-        self.process.start("kiosk-ui", &self.config, &self.bus, "info");
+        self.process
+            .start("kiosk-ui", &self.config, &self.bus, "info");
     }
 
     /// SIGTERM and wait for the exit.
