@@ -25,7 +25,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 

@@ -15,7 +15,6 @@ use kiosk_bus::KioskError;
 use serde_json::{json, Value};
 use zbus::object_server::SignalEmitter;
 
-
 /// Waits until `f` holds, or panics with `what` after `within`.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F)
 where
@@ -303,7 +302,6 @@ pub fn config(version: u64, hours: Hours, recording: bool, idle_s: u32) -> Strin
 }
 
 // ---------- the kiosk ----------
-
 
 pub fn boards_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hardware/boards")
