@@ -73,9 +73,9 @@ fn code_from_sms(stage: &CallStage) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
     let line = text
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["to"] == E164)
-        .last()?;
+        .find(|m| m["to"] == E164)?;
     let words = line["text"].as_str()?.to_string();
     words
         .split(|c: char| !c.is_ascii_digit())
