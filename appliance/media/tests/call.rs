@@ -50,10 +50,22 @@ async fn a_call_connects_and_both_directions_decode_with_stamps() {
     assert!(offer.contains("H264") && offer.contains("OPUS"), "{offer}");
     assert!(offer.contains("a=rtcp-fb:96 nack pli"), "{offer}");
     assert!(offer.contains("packetization-mode=1"), "{offer}");
-    // Stats fill once connected.
-    pair.run_until(LONG, |p| p.k.stats.iter().any(|s| s.send_kbps.is_some()))
-        .await;
-    let s = pair.kiosk().stats().expect("stats");
+    // Stats fill once connected (the receive rate needs two samples of the inbound stream,
+    // so it may come a second after the send rate).
+    pair.run_until(LONG, |p| {
+        p.k.stats
+            .iter()
+            .any(|s| s.send_kbps.is_some() && s.recv_kbps.is_some())
+    })
+    .await;
+    let s = pair
+        .k
+        .stats
+        .iter()
+        .rev()
+        .find(|s| s.send_kbps.is_some() && s.recv_kbps.is_some())
+        .cloned()
+        .expect("stats");
     eprintln!("kiosk stats: {}", serde_json::to_string(&s).unwrap());
     assert!(
         s.send_kbps.unwrap_or(0.0) > 0.0 && s.recv_kbps.unwrap_or(0.0) > 0.0,
