@@ -6,156 +6,24 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use common::mqtt::{self, free_ports, next_on, WAIT};
-use common::{EnrolledKiosk, TestCloud};
+use common::live::{Kiosk, Setup};
+use common::mqtt::WAIT;
+use common::TestCloud;
 use kiosk_protocol::call::{CallKind, EndReason, Party};
-use kiosk_protocol::journey::{DeadCode, JourneyAnswer, JourneyRequest, JourneyResult, JourneyUp};
-use kiosk_protocol::{MessageId, UpHeader, Version};
+use kiosk_protocol::journey::{DeadCode, JourneyRequest, JourneyResult};
 use reqwest::Method;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::AsyncClient;
 use serde_json::{json, Value};
-use tenantd::fleet::broker::BrokerSettings;
-use tenantd::fleet::FleetBroker;
 use tenantd::tenancy::Role;
-use tenantd::ServeConfig;
 use tokio::sync::mpsc;
 
 const PHONE: &str = "+33 6 12 34 56 78";
 const E164: &str = "+33612345678";
 const MASKED: &str = "+33•••••••78";
-
-struct Setup {
-    cloud: TestCloud,
-    first: EnrolledKiosk,
-    device_port: u16,
-    provision_port: u16,
-}
-
-async fn setup_with(tune: impl FnOnce(&mut ServeConfig)) -> Setup {
-    let [device_port, provision_port, service_port] = free_ports::<3>();
-    let settings = BrokerSettings {
-        device_listen: SocketAddr::from(([127, 0, 0, 1], device_port)),
-        provision_listen: SocketAddr::from(([127, 0, 0, 1], provision_port)),
-        service_listen: SocketAddr::from(([127, 0, 0, 1], service_port)),
-        ..BrokerSettings::default()
-    };
-    let cloud = TestCloud::start_with(move |c| {
-        c.fleet = Some(FleetBroker::Managed(settings));
-        tune(c);
-    })
-    .await;
-    let first = cloud.enroll_kiosk(provision_port).await;
-    Setup {
-        cloud,
-        first,
-        device_port,
-        provision_port,
-    }
-}
-
-async fn setup() -> Setup {
-    setup_with(|_| {}).await
-}
-
-/// A kiosk on the device listener, listening on its `down/#`.
-struct Kiosk {
-    id: String,
-    client: AsyncClient,
-    incoming: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    seq: u64,
-}
-
-impl Kiosk {
-    async fn connect(s: &Setup, id: &str, cert: &str, key: &str) -> Kiosk {
-        let (client, incoming) =
-            mqtt::client(s.device_port, id, &s.first.server_ca, cert, key).await;
-        client
-            .subscribe(format!("kiosk/v1/{id}/down/#"), QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Kiosk {
-            id: id.to_string(),
-            client,
-            incoming,
-            seq: 0,
-        }
-    }
-
-    async fn first(s: &Setup) -> Kiosk {
-        Kiosk::connect(
-            s,
-            s.first.device_id.as_str(),
-            &s.first.certificate_pem,
-            &s.first.key_pem,
-        )
-        .await
-    }
-
-    /// Publishes a journey message with the message id `message`.
-    async fn publish(&mut self, message: &str, request: &str, body: JourneyRequest) {
-        let up = JourneyUp {
-            v: Version::CURRENT,
-            header: UpHeader {
-                id: MessageId::parse(message).unwrap(),
-                seq: self.seq,
-                at_ms: 0,
-            },
-            request: request.into(),
-            body,
-        };
-        self.client
-            .publish(
-                format!("kiosk/v1/{}/up/journey", self.id),
-                QoS::AtLeastOnce,
-                false,
-                serde_json::to_vec(&up).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
-
-    /// Publishes with a new message id, and returns it.
-    async fn send(&mut self, request: &str, body: JourneyRequest) -> String {
-        self.seq += 1;
-        let message = format!("jrn-{:06}-{}", self.seq, &self.id[6..]);
-        self.publish(&message, request, body).await;
-        message
-    }
-
-    /// The next answer on `down/journey`, with its raw payload.
-    async fn answer_raw(&mut self) -> (JourneyAnswer, String) {
-        let topic = format!("kiosk/v1/{}/down/journey", self.id);
-        let payload = next_on(&mut self.incoming, &topic).await;
-        let text = String::from_utf8(payload).unwrap();
-        (serde_json::from_str(&text).unwrap(), text)
-    }
-
-    async fn answer(&mut self) -> JourneyAnswer {
-        self.answer_raw().await.0
-    }
-
-    /// Sends and waits for the answer to the same request.
-    async fn ask(&mut self, request: &str, body: JourneyRequest) -> JourneyResult {
-        self.send(request, body).await;
-        let a = self.answer().await;
-        assert_eq!(a.request, request);
-        a.result
-    }
-
-    /// Nothing arrives on `down/journey` within `wait`.
-    async fn quiet(&mut self, wait: Duration) {
-        let topic = format!("kiosk/v1/{}/down/journey", self.id);
-        let got = tokio::time::timeout(wait, next_on(&mut self.incoming, &topic)).await;
-        assert!(got.is_err(), "unexpected answer: {:?}", got.ok());
-    }
-}
 
 fn otp_request(phone: &str, language: Option<&str>) -> JourneyRequest {
     JourneyRequest::OtpRequest {
@@ -229,13 +97,15 @@ async fn verify_new(kiosk: &mut Kiosk, data: &Path, request: &str, phone: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_goes_by_sms_and_verifies_once() {
-    let s = setup().await;
+    let s = Setup::start(|_| {}).await;
     let data = s.cloud.data_dir();
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
 
     // A code is asked for; the answer masks the number and never holds the code.
-    let request_message = kiosk.send("j-1", otp_request(PHONE, Some("fr-FR"))).await;
-    let (answer, raw) = kiosk.answer_raw().await;
+    let request_message = kiosk
+        .send_journey("j-1", otp_request(PHONE, Some("fr-FR")))
+        .await;
+    let (answer, raw) = kiosk.journey_answer_raw().await;
     assert_eq!(answer.request, "j-1");
     assert_eq!(
         answer.result,
@@ -278,9 +148,9 @@ async fn a_code_goes_by_sms_and_verifies_once() {
 
     // A repeated message gets the same answer, and no second SMS.
     kiosk
-        .publish(&request_message, "j-1", otp_request(PHONE, Some("fr-FR")))
+        .publish_journey(&request_message, "j-1", otp_request(PHONE, Some("fr-FR")))
         .await;
-    assert_eq!(kiosk.answer().await, answer);
+    assert_eq!(kiosk.journey_answer().await, answer);
     assert_eq!(messages_to(&data, E164, "code").len(), 1);
 
     // A wrong code, then the right one.
@@ -288,8 +158,8 @@ async fn a_code_goes_by_sms_and_verifies_once() {
         kiosk.ask("j-1", verify(&wrong(&code))).await,
         JourneyResult::WrongCode { tries_left: 4 }
     );
-    let verify_message = kiosk.send("j-1", verify(&code)).await;
-    let verified = kiosk.answer().await;
+    let verify_message = kiosk.send_journey("j-1", verify(&code)).await;
+    let verified = kiosk.journey_answer().await;
     let JourneyResult::Verified {
         customer,
         masked_phone,
@@ -306,8 +176,10 @@ async fn a_code_goes_by_sms_and_verifies_once() {
     assert_eq!(*expires_in_s, 600);
 
     // Repeated, the verification answers the same token and counts no try.
-    kiosk.publish(&verify_message, "j-1", verify(&code)).await;
-    assert_eq!(kiosk.answer().await, verified);
+    kiosk
+        .publish_journey(&verify_message, "j-1", verify(&code))
+        .await;
+    assert_eq!(kiosk.journey_answer().await, verified);
     // Used once, the code is dead.
     assert_eq!(
         kiosk.ask("j-1", verify(&code)).await,
@@ -446,9 +318,9 @@ async fn a_code_goes_by_sms_and_verifies_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_wrong_tries_kill_the_code_and_codes_are_bound_to_their_kiosk() {
-    let s = setup().await;
+    let s = Setup::start(|_| {}).await;
     let data = s.cloud.data_dir();
-    let mut a = Kiosk::first(&s).await;
+    let mut a = s.first_kiosk().await;
     let (b_id, b_cert, b_key) = s
         .cloud
         .enroll_another(&s.first, s.provision_port, "req-2")
@@ -535,14 +407,14 @@ async fn five_wrong_tries_kill_the_code_and_codes_are_bound_to_their_kiosk() {
         )
         .await
         .unwrap();
-    a.quiet(Duration::from_millis(500)).await;
+    a.journey_quiet(Duration::from_millis(500)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codes_expire() {
-    let s = setup_with(|c| c.otp.limits.code_ttl_ms = 1_500).await;
+    let s = Setup::start(|c| c.otp.limits.code_ttl_ms = 1_500).await;
     let data = s.cloud.data_dir();
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
     assert_eq!(
         kiosk.ask("j-exp", otp_request(PHONE, None)).await,
         JourneyResult::CodeSent {
@@ -581,9 +453,9 @@ async fn codes_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resend_waits_and_a_number_gets_three_codes_in_fifteen_minutes() {
-    let s = setup().await;
+    let s = Setup::start(|_| {}).await;
     let data = s.cloud.data_dir();
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
 
     assert!(matches!(
         kiosk.ask("j-r1", otp_request(PHONE, None)).await,
@@ -632,9 +504,9 @@ async fn resend_waits_and_a_number_gets_three_codes_in_fifteen_minutes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resend_sends_a_new_code_that_replaces_the_old() {
-    let s = setup_with(|c| c.otp.limits.resend_after_ms = 500).await;
+    let s = Setup::start(|c| c.otp.limits.resend_after_ms = 500).await;
     let data = s.cloud.data_dir();
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
     assert!(matches!(
         kiosk.ask("j-re", otp_request(PHONE, Some("ar"))).await,
         JourneyResult::CodeSent { .. }
@@ -669,9 +541,9 @@ async fn resend_sends_a_new_code_that_replaces_the_old() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_and_unknown_numbers_get_the_same_answers() {
-    let s = setup().await;
+    let s = Setup::start(|_| {}).await;
     let data = s.cloud.data_dir();
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
     let known = "+33611111111";
     let unknown = "+33622222222";
     // The known number has a history: a verified customer, a callback, a forgotten session.
@@ -729,9 +601,9 @@ async fn known_and_unknown_numbers_get_the_same_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_booked_once_for_an_unanswered_call_or_a_closed_site() {
     use tenantd::calls::registry::{new_call_id, CallRecord, CallState};
-    let s = setup().await;
+    let s = Setup::start(|_| {}).await;
     let data = s.cloud.data_dir();
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
     let conn = db(&s.cloud);
 
     // The site is closed: an unused token books a `closed` callback, and an SMS confirms it.
@@ -917,13 +789,13 @@ async fn http_gateways_fail_over_and_record_every_attempt() {
           "provider_id_pointer": "/messages/0/id" }
     ]))
     .unwrap();
-    let s = setup_with(move |c| {
+    let s = Setup::start(move |c| {
         c.sms_gateways = platform;
         c.otp.org_dev_gateways = true;
     })
     .await;
     let admin = &s.first.admin;
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
 
     // The platform's gateways: the first answers 500, the second takes the message.
     assert!(matches!(
@@ -1119,10 +991,10 @@ async fn http_gateways_fail_over_and_record_every_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_removes_a_number_from_the_organization() {
-    let s = setup().await;
+    let s = Setup::start(|_| {}).await;
     let data = s.cloud.data_dir();
     let admin = &s.first.admin;
-    let mut kiosk = Kiosk::first(&s).await;
+    let mut kiosk = s.first_kiosk().await;
     let conn = db(&s.cloud);
 
     // The number's codes, a customer with a callback, and a call that names it.

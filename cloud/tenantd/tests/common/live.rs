@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use kiosk_protocol::call::{CallId, CallKind, Consent, UpSignal, UpSignalBody};
 use kiosk_protocol::event::{Event, EventBody};
+use kiosk_protocol::journey::{JourneyAnswer, JourneyRequest, JourneyResult, JourneyUp};
 use kiosk_protocol::{MessageId, UpHeader, Version};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
@@ -206,6 +207,63 @@ impl Kiosk {
     pub async fn quiet(&mut self, wait: Duration) {
         let got = tokio::time::timeout(wait, self.next_call()).await;
         assert!(got.is_err(), "unexpected call message: {:?}", got.ok());
+    }
+
+    /// Publishes a journey message with the message id `message` (a repeat keeps its id).
+    pub async fn publish_journey(&mut self, message: &str, request: &str, body: JourneyRequest) {
+        let up = JourneyUp {
+            v: Version::CURRENT,
+            header: UpHeader {
+                id: MessageId::parse(message).unwrap(),
+                seq: self.seq,
+                at_ms: 0,
+            },
+            request: request.into(),
+            body,
+        };
+        self.client
+            .publish(
+                format!("kiosk/v1/{}/up/journey", self.id),
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&up).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Publishes a journey message with a new message id, and returns it.
+    pub async fn send_journey(&mut self, request: &str, body: JourneyRequest) -> String {
+        let message = self.header("jrn").id.as_str().to_string();
+        self.publish_journey(&message, request, body).await;
+        message
+    }
+
+    /// The next answer on `down/journey`, with its raw payload.
+    pub async fn journey_answer_raw(&mut self) -> (JourneyAnswer, String) {
+        let topic = format!("kiosk/v1/{}/down/journey", self.id);
+        let payload = next_on(&mut self.incoming, &topic).await;
+        let text = String::from_utf8(payload).unwrap();
+        (serde_json::from_str(&text).unwrap(), text)
+    }
+
+    pub async fn journey_answer(&mut self) -> JourneyAnswer {
+        self.journey_answer_raw().await.0
+    }
+
+    /// Sends a journey message and waits for the answer to the same request.
+    pub async fn ask(&mut self, request: &str, body: JourneyRequest) -> JourneyResult {
+        self.send_journey(request, body).await;
+        let a = self.journey_answer().await;
+        assert_eq!(a.request, request);
+        a.result
+    }
+
+    /// Nothing arrives on `down/journey` within `wait`.
+    pub async fn journey_quiet(&mut self, wait: Duration) {
+        let topic = format!("kiosk/v1/{}/down/journey", self.id);
+        let got = tokio::time::timeout(wait, next_on(&mut self.incoming, &topic)).await;
+        assert!(got.is_err(), "unexpected answer: {:?}", got.ok());
     }
 }
 
