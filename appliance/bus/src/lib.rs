@@ -57,6 +57,26 @@ impl BusAddress {
     }
 }
 
+/// The stop signal of a kiosk service: `true` once SIGTERM (systemd's stop) or SIGINT arrives.
+/// Spawns the task that waits for them, so it must be called inside a tokio runtime.
+pub fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping");
+        let _ = stop_tx.send(true);
+    });
+    stop
+}
+
 impl std::fmt::Display for BusAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

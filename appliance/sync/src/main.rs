@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use kiosk_bus::BusAddress;
 use kiosk_sync::settings::Settings;
-use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,20 +61,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let (stop_tx, stop) = watch::channel(false);
-        tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => return,
-                };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            tracing::info!("stopping");
-            let _ = stop_tx.send(true);
-        });
+        let stop = kiosk_bus::stop_on_signals();
         match kiosk_sync::daemon::run(settings, BusAddress::parse(&cli.bus), stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
