@@ -361,9 +361,33 @@ async fn events_accepted_before_a_sigkill_of_kiosk_sync_are_not_lost() {
         s.connected && s.outbox_records == 0
     })
     .await;
-    let stored = stored_events(&cloud, &s.device_id);
+    // The outbox empties on the broker's acknowledgement; tenantd stores what the broker hands
+    // it a moment later, so wait for the cloud to hold at least every accepted event.
+    let deadline = tokio::time::Instant::now() + LONG;
+    let stored = loop {
+        let stored = stored_events(&cloud, &s.device_id);
+        if stored.len() >= accepted.len() || tokio::time::Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let stored_ids: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(stored_ids, accepted, "{} accepted", accepted.len());
+    // The one call in flight when SIGKILL landed may have reached the outbox without its answer
+    // reaching the sender: it is delivered, once, after every accepted event.
+    assert!(
+        stored_ids.len() <= accepted.len() + 1
+            && stored_ids[..accepted.len().min(stored_ids.len())] == accepted[..],
+        "{} accepted, {} stored; first accepted missing or out of order: {:?}",
+        accepted.len(),
+        stored_ids.len(),
+        accepted.iter().zip(&stored_ids).find(|(a, s)| a != s)
+    );
+    assert!(
+        stored_ids.len() >= accepted.len(),
+        "{} accepted, {} stored",
+        accepted.len(),
+        stored_ids.len()
+    );
     println!(
         "{} events accepted before SIGKILL, {} in the cloud, 0 lost",
         accepted.len(),
