@@ -91,22 +91,7 @@ async fn a_customer_walks_the_journey_to_an_agent_and_leaves_nothing_behind() {
         open_and_record,
     )
     .await;
-    // The admin gives the new kiosk its settings: its first desired config.
-    let device = stage.sync().await.device_id().await.unwrap();
-    let (status, body) = stage
-        .shop
-        .api(
-            &stage.cloud,
-            Method::PUT,
-            &format!("/api/v1/orgs/shop/devices/{device}/config"),
-            Some(
-                json!({ "default_language": "en", "languages": ["en", "fr", "ar"],
-                         "idle_s": 120, "warning_s": 20, "telemetry_interval_s": 30,
-                         "board_profile": "qemu" }),
-            ),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
+    // Enrollment gave the kiosk its first desired config: kiosk-ui opens on the attract screen.
     let mut ui = KioskUi::new(&stage.bus, "qemu");
     ui.start();
 

@@ -72,6 +72,16 @@ pub struct IdleTimeouts {
     pub warning_s: u32,
 }
 
+/// Whether `name` can name a board profile (`hardware/boards/{name}`): lower-case letters,
+/// digits, `-` and `_`.
+pub fn is_board_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 /// The configuration the cloud wants a kiosk to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredConfig {
@@ -241,12 +251,7 @@ impl DesiredConfig {
                 ),
             );
         }
-        let profile_ok = !self.board_profile.is_empty()
-            && self
-                .board_profile
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !profile_ok {
+        if !is_board_name(&self.board_profile) {
             err(
                 "board_profile",
                 format!("{:?} is not a board name", self.board_profile),

@@ -401,6 +401,17 @@ async fn admin_claims_configures_commands_and_revokes_devices() {
     assert!(fresh["revoked_at"].is_null());
     assert_eq!(fresh["site_id"], site);
     assert_eq!(fresh["enrolled_via"], "activation_code");
+    // The claim gave it its first config, on the board it reported.
+    let (_, first) = cloud
+        .call(
+            Method::GET,
+            &format!("/api/v1/orgs/shop/devices/{claimed}/config"),
+            &admin_api,
+            None,
+        )
+        .await;
+    assert_eq!(first["history"][0]["version"], 1, "{first}");
+    assert_eq!(first["settings"]["board_profile"], "qemu");
     let (_, config) = cloud
         .call(
             Method::GET,
@@ -409,8 +420,7 @@ async fn admin_claims_configures_commands_and_revokes_devices() {
             None,
         )
         .await;
-    assert_eq!(config["history"][0]["version"], 1);
-    assert_eq!(config["settings"]["idle_s"], 90);
+    assert_eq!(config["settings"]["idle_s"], 90, "{config}");
     let (_, commands) = cloud
         .call(
             Method::GET,

@@ -397,18 +397,19 @@ async fn a_broker_configured_from_the_export_serves_the_fleet() {
         &next_on(&mut incoming, &format!("kiosk/v1/{d}/down/desired")).await,
     )
     .unwrap();
-    assert_eq!((desired.version, desired.site.name.as_str()), (1, "Lyon"));
+    // Version 1 came with the enrollment; the admin's settings are version 2.
+    assert_eq!((desired.version, desired.site.name.as_str()), (2, "Lyon"));
     kiosk
         .publish(
             format!("kiosk/v1/{d}/up/reported"),
             QoS::AtLeastOnce,
             false,
-            mqtt::applied_report(1, 1),
+            mqtt::applied_report(2, 1),
         )
         .await
         .unwrap();
     cloud
-        .eventually(admin, &config_path, |b| b["reported_version"] == 1)
+        .eventually(admin, &config_path, |b| b["reported_version"] == 2)
         .await;
 
     // Revoked: on the served CRL and the file at once, and banned and kicked through the

@@ -162,6 +162,14 @@ async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
     let (cloud, admin, d) = (&e.cloud, &e.admin, e.device_id.as_str().to_string());
     let config_path = format!("/api/v1/orgs/shop/devices/{d}/config");
 
+    // Enrollment made the first config: default settings on the board the kiosk reported.
+    let (status, first) = cloud.call(Method::GET, &config_path, admin, None).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["history"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["history"][0]["version"], 1);
+    assert_eq!(first["settings"]["board_profile"], "qemu");
+    assert_eq!(first["settings"]["default_language"], "en");
+
     // Set before the device is even connected: it arrives retained.
     let settings = json!({ "default_language": "fr", "languages": ["fr", "en", "ar"], "idle_s": 90,
                            "warning_s": 25, "telemetry_interval_s": 15, "board_profile": "qemu" });
@@ -169,7 +177,7 @@ async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
         .call(Method::PUT, &config_path, admin, Some(settings.clone()))
         .await;
     assert_eq!(status, 200, "{set}");
-    assert_eq!(set["version"], 1);
+    assert_eq!(set["version"], 2);
     // A bad document is refused whole, with every reason, and nothing changes.
     let mut bad = settings.clone();
     bad["warning_s"] = json!(3);
@@ -199,7 +207,7 @@ async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
             desired.locale.default.as_str(),
             desired.idle.idle_s
         ),
-        (1, "fr", 90)
+        (2, "fr", 90)
     );
     assert_eq!(desired.site.name, "Lyon");
     assert_eq!(desired.validate(), Ok(()));
@@ -210,15 +218,69 @@ async fn desired_config_and_commands_reach_the_device_and_results_come_back() {
             format!("kiosk/v1/{d}/up/reported"),
             QoS::AtLeastOnce,
             false,
-            mqtt::applied_report(1, 1),
+            mqtt::applied_report(2, 1),
         )
         .await
         .unwrap();
     let shown = cloud
-        .eventually(admin, &config_path, |b| b["reported_version"] == 1)
+        .eventually(admin, &config_path, |b| b["reported_version"] == 2)
         .await;
     assert_eq!(shown["settings"]["default_language"], "fr");
-    assert_eq!(shown["history"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["history"].as_array().unwrap().len(), 2);
+
+    // The site's hours change: the kiosk gets them at once, its own settings kept.
+    let site_path = format!("/api/v1/orgs/shop/sites/{}", e.site);
+    let mut site = common::site_body("Lyon");
+    site["business_hours"]["sat"] = json!([{ "open": "10:00", "close": "13:00" }]);
+    let (status, body) = cloud
+        .call(Method::PUT, &site_path, admin, Some(site.clone()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let desired: DesiredConfig = serde_json::from_slice(
+        &next_on(&mut incoming, &format!("kiosk/v1/{d}/down/desired")).await,
+    )
+    .unwrap();
+    assert_eq!(desired.version, 3);
+    assert_eq!(desired.site.business_hours.sat.len(), 1, "{desired:?}");
+    assert_eq!(
+        (desired.locale.default.as_str(), desired.idle.idle_s),
+        ("fr", 90)
+    );
+    // The same site saved again changes no config.
+    let (status, _) = cloud.call(Method::PUT, &site_path, admin, Some(site)).await;
+    assert_eq!(status, 200);
+    // The organization starts recording: the kiosk must ask for consent.
+    let (status, body) = cloud
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/shop/settings",
+            admin,
+            Some(
+                json!({ "recording": "on_with_consent", "retention_days": 30,
+                         "technicians_may_review_recordings": false }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let desired: DesiredConfig = serde_json::from_slice(
+        &next_on(&mut incoming, &format!("kiosk/v1/{d}/down/desired")).await,
+    )
+    .unwrap();
+    assert_eq!(desired.version, 4, "the unchanged site made no version");
+    assert_eq!(
+        desired.recording.mode,
+        kiosk_protocol::config::Recording::OnWithConsent
+    );
+    // A site with a kiosk stays until the kiosk is revoked.
+    let (status, body) = cloud.call(Method::DELETE, &site_path, admin, None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 kiosk not revoked"),
+        "{body}"
+    );
 
     // A command goes down; its result comes back.
     let commands_path = format!("/api/v1/orgs/shop/devices/{d}/commands");

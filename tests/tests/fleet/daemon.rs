@@ -121,6 +121,13 @@ async fn activation_code_enrollment_then_config_live_and_a_bad_config_refused() 
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the device key is private");
 
+    // The claim gave it its first config: default settings on the board it reported.
+    let s = wait_status(&kiosk, &sync, LONG, "the first config applied", |s| {
+        s.config_version == 1
+    })
+    .await;
+    assert!(s.last_error.is_empty(), "{s:?}");
+
     // A desired config is applied live: ConfigChanged on D-Bus, version reported to the cloud.
     let mut changes = sync.receive_config_changed().await.unwrap();
     let config_path = format!("/api/v1/orgs/shop/devices/{device}/config");
@@ -135,28 +142,28 @@ async fn activation_code_enrollment_then_config_live_and_a_bad_config_refused() 
         .expect("ConfigChanged")
         .unwrap();
     let args = signal.args().unwrap();
-    assert_eq!(args.version, 1);
+    assert_eq!(args.version, 2);
     let applied: serde_json::Value = serde_json::from_str(args.config).unwrap();
     assert_eq!(applied["locale"]["default"], "fr", "{applied}");
     let device_path = format!("/api/v1/orgs/shop/devices/{device}");
-    eventually(&cloud, &shop, &device_path, "version 1 reported", |d| {
-        d["reported_version"] == 1
+    eventually(&cloud, &shop, &device_path, "version 2 reported", |d| {
+        d["reported_version"] == 2
     })
     .await;
     let out = kiosk.kioskctl(&["config"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"version\":1"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"version\":2"));
 
     // Telemetry arrives at the configured interval (5 s).
     eventually(&cloud, &shop, &device_path, "telemetry", |d| {
-        d["telemetry"]["config_version"] == 1
+        d["telemetry"]["config_version"] == 2
     })
     .await;
 
     // A bad document (the API would refuse it; here it comes straight to the broker) is
-    // rejected with its reasons, reported, and version 1 stays in force.
+    // rejected with its reasons, reported, and version 2 stays in force.
     let mut bad = applied.clone();
-    bad["version"] = json!(2);
+    bad["version"] = json!(3);
     bad["telemetry_interval_s"] = json!(1);
     bad["idle"]["warning_s"] = json!(3);
     publish_as_cloud(
@@ -167,7 +174,7 @@ async fn activation_code_enrollment_then_config_live_and_a_bad_config_refused() 
     )
     .await;
     let d = eventually(&cloud, &shop, &device_path, "the rejection reported", |d| {
-        d["reported_errors"]["version"] == 2
+        d["reported_errors"]["version"] == 3
     })
     .await;
     let errors = d["reported_errors"].to_string();
@@ -175,16 +182,16 @@ async fn activation_code_enrollment_then_config_live_and_a_bad_config_refused() 
         errors.contains("telemetry_interval_s") && errors.contains("idle.warning_s"),
         "{errors}"
     );
-    assert_eq!(d["reported_version"], 1);
+    assert_eq!(d["reported_version"], 2);
     let s = sync.status().await.unwrap();
-    assert_eq!(s.config_version, 1);
+    assert_eq!(s.config_version, 2);
     assert!(s.last_error.contains("rejected"), "{s:?}");
 
     // A restart comes back with the config in force before the cloud is reached.
     assert!(kiosk.stop().unwrap().success(), "{}", kiosk.log_text());
     kiosk.start();
-    let s = wait_status(&kiosk, &sync, LONG, "back with version 1", |s| {
-        s.state == "enrolled" && s.config_version == 1
+    let s = wait_status(&kiosk, &sync, LONG, "back with version 2", |s| {
+        s.state == "enrolled" && s.config_version == 2
     })
     .await;
     assert_eq!(s.device_id, device);

@@ -318,20 +318,30 @@ pub async fn put_device_config(
         .store
         .run(move |db| db.put_desired(&scope, &by, &id2, version, &body2))
         .await?;
-    if let Some(fleet) = &state.fleet {
-        let out = service::Outgoing {
+    publish_desired(
+        &state,
+        vec![service::Outgoing {
             topic: format!("kiosk/v1/{id}/down/desired"),
             payload: body.into_bytes(),
             retain: true,
-        };
-        if let Err(e) = fleet.link.publish(out).await {
-            tracing::warn!(error = %e, "desired config stored; it is published again when the link is back");
-        }
-    }
+        }],
+    )
+    .await;
     Ok(json_with(
         StatusCode::OK,
         json!({ "version": version, "config": config }),
     ))
+}
+
+/// Publishes desired configs the store already holds (retained); one that cannot go out now is
+/// published again when the link is back.
+pub(super) async fn publish_desired(state: &AppState, messages: Vec<service::Outgoing>) {
+    let Some(fleet) = &state.fleet else { return };
+    for message in messages {
+        if let Err(e) = fleet.link.publish(message).await {
+            tracing::warn!(error = %e, "desired config stored; it is published again when the link is back");
+        }
+    }
 }
 
 /// The API's name for a config field (the stable list of input fields).

@@ -12,6 +12,7 @@ use super::{fields, json_with, AppState};
 use crate::auth::password::{check_policy, Password};
 use crate::auth::tokens;
 use crate::error::ApiError;
+use crate::fleet::desired::{refresh, Touched};
 use crate::sites::SiteInput;
 use crate::store::{By, NewUser, SettingsInput, UserPatch};
 use crate::tenancy::Role;
@@ -169,7 +170,7 @@ pub async fn get_site(
     Ok(json_with(StatusCode::OK, site))
 }
 
-/// `PUT /orgs/{org}/sites/{id}`.
+/// `PUT /orgs/{org}/sites/{id}`: its live kiosks get the next desired config at once.
 pub async fn put_site(
     State(state): State<AppState>,
     Scope(scope, p): Scope,
@@ -178,14 +179,19 @@ pub async fn put_site(
 ) -> Result<Response, ApiError> {
     let spec = input.validate()?;
     let by = By::new(p.label());
-    let site = state
+    let (site, configs) = state
         .store
-        .run(move |db| db.save_site(&scope, &by, Some(id), &spec))
+        .run(move |db| {
+            let site = db.save_site(&scope, &by, Some(id), &spec)?;
+            let configs = refresh(db, &scope, &by, &Touched::Site(id))?;
+            Ok((site, configs))
+        })
         .await?;
+    super::fleet::publish_desired(&state, configs).await;
     Ok(json_with(StatusCode::OK, site))
 }
 
-/// `DELETE /orgs/{org}/sites/{id}`.
+/// `DELETE /orgs/{org}/sites/{id}`: refused while kiosks not revoked are in the site.
 pub async fn delete_site(
     State(state): State<AppState>,
     Scope(scope, p): Scope,
@@ -213,7 +219,7 @@ const MAX_RETENTION_DAYS: u32 = 3650;
 /// The queue time-outs an organization may set, in seconds.
 const QUEUE_TIMEOUT_S: std::ops::RangeInclusive<u32> = 30..=3600;
 
-/// `PUT /orgs/{org}/settings`.
+/// `PUT /orgs/{org}/settings`: every live kiosk whose config it changes gets the next one.
 pub async fn put_settings(
     State(state): State<AppState>,
     Scope(scope, p): Scope,
@@ -239,10 +245,15 @@ pub async fn put_settings(
         ));
     }
     let by = By::new(p.label());
-    let settings = state
+    let (settings, configs) = state
         .store
-        .run(move |db| db.put_settings(&scope, &by, &input))
+        .run(move |db| {
+            let settings = db.put_settings(&scope, &by, &input)?;
+            let configs = refresh(db, &scope, &by, &Touched::Org)?;
+            Ok((settings, configs))
+        })
         .await?;
+    super::fleet::publish_desired(&state, configs).await;
     Ok(json_with(StatusCode::OK, settings))
 }
 

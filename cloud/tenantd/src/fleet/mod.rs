@@ -7,6 +7,8 @@
 //!   admin API; [`export`]: the files its operator needs; [`urls`]: the URLs they take.
 //! - [`service`]: the cloud's MQTT client: provisioning and exactly-once ingestion.
 //! - [`renewal`]: rotate commands for certificates past two thirds of their life.
+//! - [`config`]: composing a desired config; [`desired`]: keeping every kiosk's current when
+//!   its enrollment, site or organization settings change.
 //! - [`Fleet`]: the link and its broker together, as `tenantd serve` runs them.
 //!
 //! The broker is configuration ([`FleetBroker`]): the link, provisioning, configs, commands
@@ -17,6 +19,7 @@
 pub mod broker;
 pub mod config;
 pub mod crl;
+pub mod desired;
 pub mod export;
 pub mod external;
 pub mod pki;
@@ -216,6 +219,10 @@ impl Fleet {
             let mut connected = link.connected.clone();
             if connected.wait_for(|c| *c).await.is_err() {
                 return;
+            }
+            // Kiosks enrolled before enrollment made a first config get theirs now.
+            if let Err(e) = store.run(desired::first_configs_missing).await {
+                tracing::error!(error = %e, "could not make the missing first configs");
             }
             let configs = store.run(|db| db.latest_desired_all()).await;
             let commands = store.run(|db| db.pending_commands()).await;

@@ -248,24 +248,33 @@ pub fn handle_provision(
                 now,
             )
         })?;
-        return Ok(vec![match enrolled {
+        return Ok(match enrolled {
             Some(device) => {
                 tracing::info!(device = %device.id, org = device.org_id, "enrolled with a token");
-                ProvisionResult::Certificate {
+                let first = store.blocking(|db| first_config(db, &device))?;
+                let answer = ProvisionResult::Certificate {
                     device_id: DeviceId::parse(&device.id)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     certificate_pem: device.certificate_pem,
                     ca_pem,
-                }
+                };
+                // The config first: it is retained when the kiosk connects with its certificate.
+                first
+                    .into_iter()
+                    .chain([response(claim_cn, &rid, Some(&fingerprint), answer)])
+                    .collect()
             }
-            None => ProvisionResult::Rejected {
-                reason: "the enrollment token is not valid (unknown, expired, used up or revoked)"
-                    .into(),
-            },
-        }]
-        .into_iter()
-        .map(|r| response(claim_cn, &rid, Some(&fingerprint), r))
-        .collect());
+            None => vec![response(
+                claim_cn,
+                &rid,
+                Some(&fingerprint),
+                ProvisionResult::Rejected {
+                    reason:
+                        "the enrollment token is not valid (unknown, expired, used up or revoked)"
+                            .into(),
+                },
+            )],
+        });
     }
     // No token: an activation code for an admin to claim. A retry while one is open gets a
     // fresh code for the same request (the old one is never shown again, so it cannot leak).
@@ -293,6 +302,18 @@ pub fn handle_provision(
             expires_at_ms: expires_at * 1000,
         },
     )])
+}
+
+/// The first desired config of a kiosk just enrolled (see [`super::desired`]), made on behalf of
+/// the enrollment.
+fn first_config(
+    db: &mut crate::store::Db<'_>,
+    device: &NewDevice,
+) -> Result<Vec<Outgoing>, StoreError> {
+    let scope = crate::tenancy::OrgScope::trusted_internal(db.org_ref_by_id(device.org_id)?);
+    let by = crate::store::By::new(format!("enrollment of {}", device.id));
+    let touched = super::desired::Touched::Device(device.id.clone());
+    super::desired::refresh(db, &scope, &by, &touched)
 }
 
 /// A device may renew its certificate at most this many times an hour (more is refused, so a
@@ -605,11 +626,17 @@ pub async fn claim_activation(
             ca_pem: pki.device.pem().to_string(),
         },
     );
-    // If this publish is lost, the kiosk's retried request finds the device and gets the
-    // same certificate.
+    let first = {
+        let device = device.clone();
+        store.run(move |db| first_config(db, &device)).await?
+    };
+    // If a publish is lost, the kiosk's retried request finds the device and gets the same
+    // certificate, and the config goes out again when the link is next up.
     if let Some(link) = link {
-        if let Err(e) = link.publish(answer).await {
-            tracing::warn!(error = %e, "could not send the certificate now; the kiosk's retry will get it");
+        for message in first.into_iter().chain([answer]) {
+            if let Err(e) = link.publish(message).await {
+                tracing::warn!(error = %e, "could not publish to the kiosk now; it is sent again");
+            }
         }
     }
     Ok(device)

@@ -398,6 +398,31 @@ impl Db<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The ids of the organization's kiosks that are not revoked, of one site or of all.
+    pub fn live_device_ids(
+        &mut self,
+        scope: &OrgScope,
+        site: Option<i64>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id FROM devices WHERE org_id = ?1 AND revoked_at IS NULL
+             AND (?2 IS NULL OR site_id = ?2) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![scope.org_id(), site], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The organization and id of every kiosk not revoked that has no desired config yet.
+    pub fn live_devices_without_config(&mut self) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT org_id, id FROM devices d WHERE revoked_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM desired_configs c WHERE c.device_id = d.id)
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// One device of the organization.
     pub fn get_device(&mut self, scope: &OrgScope, id: &str) -> Result<Device, StoreError> {
         found(self.conn.query_row(

@@ -381,6 +381,20 @@ impl Db<'_> {
             params![id, scope.org_id()],
             |r| r.get(0),
         ))?;
+        // A kiosk keeps its site's hours in its config: a site with kiosks stays until they are
+        // revoked (revoked ones lose their site).
+        let kiosks: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM devices WHERE site_id = ?1 AND revoked_at IS NULL",
+            [id],
+            |r| r.get(0),
+        )?;
+        if kiosks > 0 {
+            return Err(StoreError::Conflict(format!(
+                "the site has {kiosks} kiosk{} not revoked; revoke {} first",
+                if kiosks == 1 { "" } else { "s" },
+                if kiosks == 1 { "it" } else { "them" }
+            )));
+        }
         tx.execute(
             "DELETE FROM sites WHERE id = ?1 AND org_id = ?2",
             params![id, scope.org_id()],
@@ -586,6 +600,20 @@ impl Db<'_> {
             rows.collect::<Result<_, _>>()?
         };
         chains.iter().map(|c| self.verify_chain(c)).collect()
+    }
+
+    /// The organization with this id, for internal jobs acting on an organization's behalf.
+    pub fn org_ref_by_id(&mut self, id: i64) -> Result<crate::tenancy::OrgRef, StoreError> {
+        found(
+            self.conn
+                .query_row("SELECT id, slug, name FROM orgs WHERE id = ?1", [id], |r| {
+                    Ok(crate::tenancy::OrgRef {
+                        id: r.get(0)?,
+                        slug: r.get(1)?,
+                        name: r.get(2)?,
+                    })
+                }),
+        )
     }
 
     /// The organization a slug names, for the command line.
