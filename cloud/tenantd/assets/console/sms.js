@@ -178,6 +178,7 @@ export async function page(ctx) {
   function changed() {
     dirty = true;
     unsaved.hidden = false;
+    discard.hidden = false;
     status.textContent = '';
   }
 
@@ -435,7 +436,12 @@ export async function page(ctx) {
     'form',
     { id: 'sms-form', method: 'post', class: 'wide', 'aria-labelledby': 'sms-gateways-title' },
     h('h2', { id: 'sms-gateways-title' }, 'Gateways'),
-    h('p', { class: 'hint' }, `At most ${MAX_GATEWAYS}, tried in this order. Secrets are never shown: only whether one is stored.`),
+    h(
+      'p',
+      { class: 'hint' },
+      `At most ${MAX_GATEWAYS}, tried in this order. Secrets are never shown: only whether one is stored. `,
+      'The log gateway writes messages to a file on the server, for development; the platform may refuse it.',
+    ),
     list,
     h('div', { class: 'actions' }, addHttp, addLog),
     unsaved,
