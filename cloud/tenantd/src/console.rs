@@ -87,6 +87,16 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/console/devices.js"),
     },
+    Asset {
+        name: "sms.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/console/sms.js"),
+    },
+    Asset {
+        name: "erase.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/console/erase.js"),
+    },
 ];
 
 fn etags() -> &'static Vec<String> {

@@ -9,6 +9,8 @@ import * as devices from './devices.js';
 import * as calls from './calls.js';
 import * as records from './records.js';
 import * as callbacks from './callbacks.js';
+import * as sms from './sms.js';
+import * as erase from './erase.js';
 
 const main = document.getElementById('main');
 const header = document.getElementById('site-header');
@@ -40,6 +42,8 @@ const ROUTES = [
   { path: '/sites/:id', name: 'site', title: 'Edit site', page: sites.editor, roles: ORG_ADMIN, org: true },
   { path: '/devices', name: 'devices', title: 'Devices', page: devices.list, roles: ORG_ADMIN, org: true },
   { path: '/devices/:id', name: 'device', title: 'Device', page: devices.detail, roles: ORG_ADMIN, org: true },
+  { path: '/sms', name: 'sms', title: 'SMS', page: sms.page, roles: ORG_ADMIN, org: true },
+  { path: '/erase', name: 'erase', title: 'Erase a customer', page: erase.page, roles: ORG_ADMIN, org: true },
   { path: '/settings', name: 'settings', title: 'Settings', page: pages.settings, roles: ORG_ADMIN, org: true },
   { path: '/tokens', name: 'tokens', title: 'API tokens', page: pages.tokens, roles: ORG_ADMIN, org: true },
   { path: '/audit', name: 'audit', title: 'Audit log', page: pages.audit, roles: ORG_ADMIN, org: true },
@@ -54,6 +58,8 @@ const NAV = {
     ['/users', 'Users'],
     ['/sites', 'Sites'],
     ['/devices', 'Devices'],
+    ['/sms', 'SMS'],
+    ['/erase', 'Erase customer'],
     ['/settings', 'Settings'],
     ['/tokens', 'API tokens'],
     ['/audit', 'Audit'],

@@ -163,6 +163,8 @@ export async function home(ctx) {
         ['#/callbacks', 'Callbacks', 'Customers to call back.'],
         ['#/users', 'Users', 'Invite admins and agents, change roles, disable accounts.'],
         ['#/sites', 'Sites', 'Locations with their time zone, opening hours and holidays.'],
+        ['#/sms', 'SMS', 'The gateways that send the kiosks’ codes, and the recent messages.'],
+        ['#/erase', 'Erase a customer', 'Forget a customer’s phone number on request.'],
         ['#/settings', 'Settings', 'Call recording, how long recordings are kept, how long calls wait.'],
         ['#/tokens', 'API tokens', 'Credentials for programs that use the API.'],
         ['#/audit', 'Audit log', 'Who changed what, with a tamper-evident chain.'],
