@@ -179,10 +179,12 @@ pub struct SmsRecord {
     pub purpose: String,
     pub phone_masked: String,
     pub gateway: String,
+    /// `sent`, `failed`, then `delivered` or `undelivered` from the provider's receipts.
     pub status: String,
     pub provider_id: Option<String>,
     pub error: Option<String>,
     pub created_at: jiff::Timestamp,
+    /// The time of the last status change.
     pub updated_at: jiff::Timestamp,
 }
 
