@@ -33,8 +33,9 @@ fn sms_view(own: Option<&OrgSms>) -> Value {
     }
 }
 
-/// `GET /orgs/{org}/sms`: the organization's gateways (never a secret: `password_set`,
-/// `token_set`, `secret_set` say whether one is stored), or `"uses": "platform"`.
+/// `GET /orgs/{org}/sms`: the organization's gateways (never a credential: `password_set`,
+/// `token_set`, `secret_set` say whether one is stored; a gateway reading receipts shows its
+/// receipt URL's path), or `"uses": "platform"`.
 pub async fn get_sms(
     State(state): State<AppState>,
     Scope(scope, _): Scope,

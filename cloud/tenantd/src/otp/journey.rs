@@ -864,6 +864,25 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_platform_gateways_read_no_receipts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let platform: Vec<GatewayConfig> = serde_json::from_value(serde_json::json!([
+            { "kind": "log" },
+            { "kind": "http", "name": "p", "url": "https://sms.example.test/send",
+              "body": { "to": "{to}", "text": "{text}" },
+              "receipts": { "provider_id": "/id", "status": "/status", "delivered": ["ok"],
+                            "key": super::super::receipts::new_receipt_key() } }
+        ]))
+        .unwrap();
+        let e = Journeys::open(dir.path(), store, OtpSettings::default(), platform).unwrap_err();
+        assert!(
+            matches!(&e, OtpError::Gateways { field: "receipts", message } if message.starts_with("gateway 2:")),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_repeated_message_gets_its_answer_and_a_pending_one_none() {
         let mut r = RecentAnswers::default();

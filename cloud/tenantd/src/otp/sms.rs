@@ -14,7 +14,8 @@
 //! organization (`org_sms`, set with `PUT /api/v1/orgs/{org}/sms`) hold: gateways in fail-over
 //! order, credentials included. [`SmsInput::apply`] checks an admin's input field by field and
 //! keeps the secrets the input leaves out; [`GatewayConfig::view`] is what the API shows back,
-//! never a secret. [`send_in_order`] tries the gateways in order until one takes the message and
+//! never a credential (a receipt key only in its receipt URL's path, which the organization's
+//! admins give their provider). [`send_in_order`] tries the gateways in order until one takes the message and
 //! returns every attempt, for the delivery records.
 //!
 //! Errors never carry a number, a text or a secret: a provider's refusal is its host and HTTP
@@ -261,12 +262,13 @@ pub enum GatewayConfig {
     Http(Box<HttpGatewayConfig>),
 }
 
-/// What the API shows of a gateway: never a secret.
+/// What the API shows of a gateway: never a credential (a receipt key only as the path of its
+/// receipt URL, for the provider).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GatewayView {
     Log,
-    Http(HttpGatewayView),
+    Http(Box<HttpGatewayView>),
 }
 
 /// What the API shows of an `http` gateway.
@@ -316,7 +318,7 @@ impl GatewayConfig {
     pub fn view(&self) -> GatewayView {
         match self {
             GatewayConfig::Log => GatewayView::Log,
-            GatewayConfig::Http(h) => GatewayView::Http(HttpGatewayView {
+            GatewayConfig::Http(h) => GatewayView::Http(Box::new(HttpGatewayView {
                 name: h.name.clone(),
                 url: h.url.clone(),
                 format: h.format,
@@ -335,7 +337,7 @@ impl GatewayConfig {
                 secret_set: h.secret.is_some(),
                 provider_id_pointer: h.provider_id_pointer.clone(),
                 receipts: h.receipts.as_ref().map(ReceiptConfig::view),
-            }),
+            })),
         }
     }
 
