@@ -52,6 +52,9 @@ pub enum ApiError {
     /// Sign-in throttled for this account or address.
     #[error("too many sign-in attempts; try again in {retry_after_s} s")]
     TooManyAttempts { retry_after_s: u64 },
+    /// Too many requests with one key (delivery receipts).
+    #[error("too many requests; try again in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
     /// Anything the caller cannot fix; details go to the log only.
     /// The cause is logged once and never sent to the caller.
     #[error("internal error")]
@@ -82,7 +85,9 @@ impl ApiError {
             | ApiError::WeakPassword(_)
             | ApiError::WrongCurrentPassword => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,12 +107,13 @@ impl ApiError {
             ApiError::WrongCurrentPassword => "wrong_current_password",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
 
     /// Every code, for the OpenAPI document.
-    pub const CODES: [&'static str; 13] = [
+    pub const CODES: [&'static str; 14] = [
         "unauthenticated",
         "invalid_credentials",
         "forbidden",
@@ -120,6 +126,7 @@ impl ApiError {
         "wrong_current_password",
         "conflict",
         "too_many_attempts",
+        "rate_limited",
         "internal",
     ];
 }
@@ -142,13 +149,16 @@ impl IntoResponse for ApiError {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
         match &self {
             ApiError::InvalidInput { field, .. } => error["field"] = json!(field),
-            ApiError::TooManyAttempts { retry_after_s } => {
+            ApiError::TooManyAttempts { retry_after_s }
+            | ApiError::RateLimited { retry_after_s } => {
                 error["retry_after_s"] = json!(retry_after_s)
             }
             _ => {}
         }
         let mut response = (self.status(), axum::Json(json!({ "error": error }))).into_response();
-        if let ApiError::TooManyAttempts { retry_after_s } = self {
+        if let ApiError::TooManyAttempts { retry_after_s }
+        | ApiError::RateLimited { retry_after_s } = self
+        {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

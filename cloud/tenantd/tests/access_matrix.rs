@@ -76,6 +76,8 @@ enum Target {
     Snapshot,
     /// An open callback of the organization (`{id}`).
     Callback,
+    /// A fresh receipt key of one of the organization's gateways (`{key}`).
+    ReceiptKey,
 }
 
 /// What a body is made from.
@@ -510,6 +512,14 @@ fn expectations() -> BTreeMap<(String, &'static str), Expect> {
         T::None,
         |c| Some(json!({ "phone": format!("+3361234{:04}", c.n % 10_000) })),
     );
+    // Public: the key is the credential. A receipt for a message with no record is taken.
+    add(
+        Method::POST,
+        "/api/v1/sms/receipts/{key}",
+        EVERYONE,
+        T::ReceiptKey,
+        |c| Some(json!({ "id": format!("matrix-{}", c.n), "status": "delivered" })),
+    );
     if let Some(e) = t.get_mut(&(
         Method::POST.to_string(),
         "/api/v1/orgs/{org}/calls/{call}/snapshots",
@@ -641,6 +651,25 @@ async fn make_target(
         Target::Token => cloud.token(admin, org, "agent").await.0.to_string(),
         Target::Call => make_call(cloud, org, site),
         Target::Callback => make_callback(cloud, org, site).to_string(),
+        Target::ReceiptKey => {
+            let (status, body) = cloud
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/orgs/{}/sms", org.slug),
+                    admin,
+                    Some(json!({ "gateways": [{ "kind": "http", "name": "receipts",
+                        "url": "https://sms.example.test/v1/send",
+                        "body": { "to": "{to}", "text": "{text}" },
+                        "receipts": { "provider_id": "/id", "status": "/status",
+                                      "delivered": ["delivered"], "new_key": true } }] })),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let path = body["gateways"][0]["receipts"]["url_path"]
+                .as_str()
+                .unwrap();
+            path.rsplit('/').next().unwrap().to_string()
+        }
         Target::Snapshot => {
             let call = make_call(cloud, org, site);
             let scope = tenantd::tenancy::OrgScope::trusted_internal(org.clone());
@@ -844,7 +873,8 @@ async fn every_route_as_every_role_for_every_tenant() {
                     .replace("{org}", &path_org.slug)
                     .replace("{call}", &call_id)
                     .replace("{id}", &snap_id)
-                    .replace("{device}", &id);
+                    .replace("{device}", &id)
+                    .replace("{key}", &id);
                 let ctx = BodyCtx {
                     n,
                     site: path_site,

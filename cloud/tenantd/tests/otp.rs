@@ -1132,3 +1132,377 @@ async fn erasure_removes_a_number_from_the_organization() {
         "{text}"
     );
 }
+
+/// A provider's HTTP API on 127.0.0.1:0 that takes every message and answers a new id for
+/// each (`{"sid": "SM1"}`, `SM2`, …).
+async fn counting_provider() -> String {
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move || {
+            let n = sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move { axum::Json(json!({ "sid": format!("SM{n}") })) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://127.0.0.1:{port}/v1/messages")
+}
+
+/// Posts a receipt as a provider does (no credentials); returns the status, the JSON answer
+/// (Null when empty) and the `Retry-After` header.
+async fn post_receipt(
+    cloud: &TestCloud,
+    path: &str,
+    media: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value, Option<String>) {
+    let r = cloud
+        .client
+        .post(format!("{}{path}", cloud.base))
+        .header("content-type", media)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = r.text().await.unwrap();
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (status, json, retry)
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The delivery record with the provider's id `id`.
+async fn record(s: &Setup, id: &str) -> Value {
+    let (status, body) = s
+        .cloud
+        .call(
+            Method::GET,
+            "/api/v1/orgs/shop/sms/messages",
+            &s.first.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["provider_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no record of {id}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_receipts_move_records_forward_only() {
+    let url = counting_provider().await;
+    let s = Setup::start(|c| {
+        c.otp.org_dev_gateways = true;
+        c.otp.receipts = tenantd::otp::receipts::ReceiptPolicy {
+            burst: 30,
+            refill_every: Duration::from_secs(3600),
+            max_keys: 100,
+        };
+    })
+    .await;
+    let admin = &s.first.admin;
+    let mut kiosk = s.first_kiosk().await;
+
+    // The organization's gateway reads the provider's form receipts.
+    let gateway = |receipts: Value| {
+        json!({ "gateways": [{ "kind": "http", "name": "prov", "url": url, "format": "form",
+            "body": { "To": "{to}", "Body": "{text}" }, "provider_id_pointer": "/sid",
+            "auth": { "type": "basic", "username": "AC1", "password": "pw-1" },
+            "receipts": receipts }] })
+    };
+    let receipts = json!({ "format": "form", "provider_id": "MessageSid",
+        "status": "MessageStatus", "error": "ErrorCode", "delivered": ["delivered"],
+        "undelivered": ["undelivered", "failed"] });
+    let (status, body) = s
+        .cloud
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/shop/sms",
+            admin,
+            Some(gateway(receipts.clone())),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let path = body["gateways"][0]["receipts"]["url_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(path.starts_with("/api/v1/sms/receipts/kcr_"), "{path}");
+    assert_eq!(path.len(), "/api/v1/sms/receipts/".len() + 47, "{path}");
+    // Shown again by GET, and kept by a PUT that does not ask for a new key.
+    let (_, shown) = s
+        .cloud
+        .call(Method::GET, "/api/v1/orgs/shop/sms", admin, None)
+        .await;
+    assert_eq!(shown["gateways"][0]["receipts"]["url_path"], path.as_str());
+    let (status, body) = s
+        .cloud
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/shop/sms",
+            admin,
+            Some(gateway(receipts.clone())),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["gateways"][0]["receipts"]["url_path"], path.as_str());
+    // A bad setting names the field.
+    let mut bad = receipts.clone();
+    bad["provider_id"] = json!("Message=Sid");
+    let (status, body) = s
+        .cloud
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/shop/sms",
+            admin,
+            Some(gateway(bad)),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "receipts");
+
+    // A code goes out; its record has the provider's id.
+    assert!(matches!(
+        kiosk.ask("j-dlr1", otp_request(PHONE, None)).await,
+        JourneyResult::CodeSent { .. }
+    ));
+    let sent = record(&s, "SM1").await;
+    assert_eq!(sent["status"], "sent");
+    assert_eq!(sent["gateway"], "http:prov");
+
+    // An intermediate status is taken and changes nothing.
+    let (status, body, _) = post_receipt(
+        &s.cloud,
+        &path,
+        FORM,
+        "MessageSid=SM1&MessageStatus=sent&To=%2B33612345678",
+    )
+    .await;
+    assert_eq!((status, &body), (204, &Value::Null));
+    assert_eq!(record(&s, "SM1").await, sent);
+    // Delivered.
+    let (status, _, _) = post_receipt(
+        &s.cloud,
+        &path,
+        FORM,
+        "MessageSid=SM1&MessageStatus=delivered&To=%2B33612345678",
+    )
+    .await;
+    assert_eq!(status, 204);
+    let delivered = record(&s, "SM1").await;
+    assert_eq!(delivered["status"], "delivered");
+    assert_eq!(delivered["error"], Value::Null);
+    let at = |v: &Value, k: &str| v[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(at(&delivered, "updated_at") >= at(&delivered, "created_at"));
+    // Repeated, late or out of order: the status stays, and so does its time.
+    for late in ["delivered", "undelivered", "sent", "queued"] {
+        let (status, _, _) = post_receipt(
+            &s.cloud,
+            &path,
+            FORM,
+            format!("MessageSid=SM1&MessageStatus={late}&ErrorCode=30005"),
+        )
+        .await;
+        assert_eq!(status, 204, "{late}");
+    }
+    assert_eq!(record(&s, "SM1").await, delivered);
+
+    // Undelivered, with the provider's reason.
+    assert!(matches!(
+        kiosk
+            .ask("j-dlr2", otp_request("+33 6 12 34 56 77", None))
+            .await,
+        JourneyResult::CodeSent { .. }
+    ));
+    let (status, _, _) = post_receipt(
+        &s.cloud,
+        &path,
+        FORM,
+        "MessageSid=SM2&MessageStatus=undelivered&ErrorCode=30003&To=%2B33612345677",
+    )
+    .await;
+    assert_eq!(status, 204);
+    let undelivered = record(&s, "SM2").await;
+    assert_eq!(undelivered["status"], "undelivered");
+    assert_eq!(undelivered["error"], "undelivered: 30003");
+    let (status, _, _) =
+        post_receipt(&s.cloud, &path, FORM, "MessageSid=SM2&MessageStatus=sent").await;
+    assert_eq!(status, 204);
+    assert_eq!(record(&s, "SM2").await, undelivered);
+    // A reason that holds a number keeps no number.
+    assert!(matches!(
+        kiosk
+            .ask("j-dlr3", otp_request("+33 6 12 34 56 76", None))
+            .await,
+        JourneyResult::CodeSent { .. }
+    ));
+    let (status, _, _) = post_receipt(
+        &s.cloud,
+        &path,
+        FORM,
+        "MessageSid=SM3&MessageStatus=failed&ErrorCode=unreachable+%2B33+6+12+34+56+76",
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(record(&s, "SM3").await["error"], "failed: unreachable •••");
+    let conn = db(&s.cloud);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM sms_messages WHERE error LIKE '%345677%' OR error LIKE '%345676%'"
+        ),
+        0
+    );
+    // A receipt for a message with no record is taken, and changes nothing.
+    let (status, _, _) = post_receipt(
+        &s.cloud,
+        &path,
+        FORM,
+        "MessageSid=SM999&MessageStatus=delivered",
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // Bad bodies are 400 saying why.
+    let (status, body, _) = post_receipt(&s.cloud, &path, FORM, "MessageStatus=delivered").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert_eq!(
+        body["error"]["message"],
+        "the receipt has no message id at MessageSid"
+    );
+    let (status, body, _) = post_receipt(&s.cloud, &path, "application/json", "{}").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/x-www-form-urlencoded"),
+        "{body}"
+    );
+    let (status, body, _) = post_receipt(&s.cloud, &path, FORM, "x".repeat(17 * 1024)).await;
+    assert_eq!(status, 413, "{body}");
+
+    // A wrong key, a key of another shape and an unknown path answer alike.
+    let key = path.rsplit('/').next().unwrap();
+    let last = if key.ends_with('A') { "B" } else { "A" };
+    let wrong = format!("/api/v1/sms/receipts/{}{last}", &key[..key.len() - 1]);
+    let (status, not_found, _) = post_receipt(
+        &s.cloud,
+        &wrong,
+        FORM,
+        "MessageSid=SM1&MessageStatus=delivered",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(not_found["error"]["code"], "not_found");
+    for other in ["/api/v1/sms/receipts/kcr_short", "/api/v1/sms/nothing-here"] {
+        let (status, body, _) = post_receipt(
+            &s.cloud,
+            other,
+            FORM,
+            "MessageSid=SM1&MessageStatus=delivered",
+        )
+        .await;
+        assert_eq!((status, &body), (404, &not_found), "{other}");
+    }
+
+    // A new key: the old URL stops working at once, the new one works.
+    let mut renewed = receipts.clone();
+    renewed["new_key"] = json!(true);
+    let (status, body) = s
+        .cloud
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/shop/sms",
+            admin,
+            Some(gateway(renewed)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new_path = body["gateways"][0]["receipts"]["url_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_path, path);
+    let (status, _, _) = post_receipt(
+        &s.cloud,
+        &path,
+        FORM,
+        "MessageSid=SM2&MessageStatus=delivered",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = post_receipt(
+        &s.cloud,
+        &new_path,
+        FORM,
+        "MessageSid=SM2&MessageStatus=delivered",
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(record(&s, "SM2").await["status"], "delivered");
+    // The change is audited without the key.
+    let (_, audit) = s
+        .cloud
+        .call(Method::GET, "/api/v1/orgs/shop/audit", admin, None)
+        .await;
+    let text = audit.to_string();
+    assert!(text.contains("\"receipts\":true"), "{text}");
+    assert!(
+        !text.contains(&new_path[21..]) && !text.contains(key),
+        "{text}"
+    );
+
+    // A key has its rate: past it, 429 with Retry-After, before the store is read.
+    let mut limited = None;
+    for i in 0..40 {
+        let (status, body, retry) = post_receipt(
+            &s.cloud,
+            &new_path,
+            FORM,
+            "MessageSid=SM2&MessageStatus=delivered",
+        )
+        .await;
+        if status == 429 {
+            limited = Some((i, body, retry));
+            break;
+        }
+        assert_eq!(status, 204);
+    }
+    let (i, body, retry) = limited.expect("the key's rate is enforced");
+    assert_eq!(i, 29, "a burst of 30 per key, one used above");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+
+    // Without receipts, the gateway has no key and the URL is gone.
+    let mut plain = gateway(Value::Null);
+    plain["gateways"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("receipts");
+    let (status, body) = s
+        .cloud
+        .call(Method::PUT, "/api/v1/orgs/shop/sms", admin, Some(plain))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["gateways"][0]["receipts"].is_null(), "{body}");
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM sms_receipt_keys"), 0);
+}

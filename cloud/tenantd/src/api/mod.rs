@@ -613,6 +613,16 @@ pub fn route_table() -> Vec<RouteSpec> {
         ),
         route(
             M::POST,
+            "/api/v1/sms/receipts/{key}",
+            Public,
+            NONE,
+            "A provider's delivery receipt for an organization's http gateway, by the gateway's \
+             receipt key (JSON or a form, at most 16 KiB)",
+            sms::post_receipt,
+        )
+        .with_body_limit(crate::otp::receipts::MAX_RECEIPT_BYTES),
+        route(
+            M::POST,
             "/api/v1/orgs/{org}/customers/erase",
             Org(ADMIN),
             OK,

@@ -45,6 +45,7 @@ fn request_body(method: &Method, path: &str) -> Option<&'static str> {
         ("POST", "/api/v1/orgs/{org}/calls/{call}/snapshots") => "Snapshot",
         ("PUT", "/api/v1/orgs/{org}/sms") => "SmsInput",
         ("POST", "/api/v1/orgs/{org}/customers/erase") => "EraseInput",
+        ("POST", "/api/v1/sms/receipts/{key}") => "SmsReceipt",
         _ => return None,
     })
 }
@@ -110,7 +111,11 @@ fn query_params(path: &str) -> &'static [(&'static str, &'static str, &'static s
 
 /// Request bodies that are not JSON: their media types.
 fn raw_body(schema: &str) -> Option<&'static [&'static str]> {
-    (schema == "Snapshot").then_some(&["image/jpeg", "image/png"][..])
+    match schema {
+        "Snapshot" => Some(&["image/jpeg", "image/png"][..]),
+        "SmsReceipt" => Some(&["application/json", "application/x-www-form-urlencoded"][..]),
+        _ => None,
+    }
 }
 
 fn access_text(access: Access) -> String {
@@ -174,7 +179,7 @@ fn components() -> Value {
                     "code": { "type": "string", "enum": ApiError::CODES },
                     "message": string(),
                     "field": { "type": "string", "description": "the input field at fault (invalid_input)" },
-                    "retry_after_s": { "type": "integer", "description": "with too_many_attempts" } } } } },
+                    "retry_after_s": { "type": "integer", "description": "with too_many_attempts and rate_limited" } } } } },
             "Role": role,
             "Me": { "type": "object", "properties": {
                 "kind": { "type": "string", "enum": ["user", "api_token"] }, "role": { "$ref": "#/components/schemas/Role" },
@@ -256,6 +261,9 @@ fn components() -> Value {
             "Snapshot": { "type": "string", "format": "binary", "maxLength": 2097152,
                 "description": "a JPEG or PNG image, at most 2 MiB" },
             "SmsInput": sms_input(),
+            "SmsReceipt": { "type": "object", "description":
+                "a provider's delivery receipt, JSON or a form as the gateway's receipts say \
+                 (format, provider_id, status, error); at most 16 KiB" },
             "EraseInput": { "type": "object", "required": ["phone"], "additionalProperties": false,
                 "properties": { "phone": { "type": "string",
                     "description": "the number with its country code, e.g. +33 6 12 34 56 78" } } },
@@ -293,7 +301,22 @@ fn sms_input() -> Value {
                   "properties": { "type": { "const": "bearer" }, "token": secret("the bearer token") } } ] },
             "secret": secret("fills {secret}; empty removes it"),
             "provider_id_pointer": { "type": "string", "description":
-                "JSON pointer to the provider's message id in its answer, e.g. /messages/0/id" } } });
+                "JSON pointer to the provider's message id in its answer, e.g. /messages/0/id" },
+            "receipts": { "type": "object", "required": ["provider_id", "status", "delivered"],
+                "additionalProperties": false,
+                "description": "read the provider's delivery receipts; GET shows url_path, the receipt URL's path with its key",
+                "properties": {
+                    "format": { "type": "string", "enum": ["json", "form"], "default": "json" },
+                    "provider_id": { "type": "string", "description":
+                        "where the provider's message id is: a JSON pointer (json) or a field name (form)" },
+                    "status": { "type": "string", "description": "where the status is" },
+                    "error": { "type": "string", "description": "where a reason is, kept with undelivered" },
+                    "delivered": { "type": "array", "minItems": 1, "maxItems": 16, "items": string(),
+                        "description": "status values that mean delivered (ASCII case ignored)" },
+                    "undelivered": { "type": "array", "maxItems": 16, "items": string(),
+                        "description": "status values that mean undelivered; any other status is ignored" },
+                    "new_key": { "type": "boolean", "default": false,
+                        "description": "make a new receipt key (the old URL stops working)" } } } } });
     json!({ "type": "object", "required": ["gateways"], "additionalProperties": false,
         "properties": { "gateways": { "type": "array", "maxItems": 4,
             "description": "in fail-over order; empty: use the platform's gateways",
@@ -323,7 +346,7 @@ pub fn build() -> Value {
             op["responses"][spec.success.as_str()]["content"] =
                 json!({ media: { "schema": { "type": "string" } } });
         }
-        let mut params: Vec<Value> = ["org", "id", "device", "call"]
+        let mut params: Vec<Value> = ["org", "id", "device", "call", "key"]
             .iter()
             .filter(|p| spec.path.contains(&format!("{{{p}}}")))
             .map(|p| {

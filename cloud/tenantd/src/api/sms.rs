@@ -1,17 +1,24 @@
 //! SMS and customer routes: the organization's SMS gateways (secrets write-only), its recent
-//! delivery records, and the erasure of a customer's number.
+//! delivery records, the providers' delivery receipts (public, by the gateway's receipt key),
+//! and the erasure of a customer's number.
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawPathParams, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{Body, Query, Scope};
 use super::{json_with, AppState};
 use crate::error::ApiError;
+use crate::otp::journey::now_ms;
+use crate::otp::receipts::{self, ReceiptOutcome, MAX_RECEIPT_BYTES};
 use crate::otp::sms::{GatewayConfig, SmsInput};
-use crate::store::otp::OrgSms;
+use crate::store::otp::{OrgSms, ReceiptApplied};
 use crate::store::By;
 
 /// The body of `GET` and `PUT /orgs/{org}/sms`.
@@ -26,8 +33,9 @@ fn sms_view(own: Option<&OrgSms>) -> Value {
     }
 }
 
-/// `GET /orgs/{org}/sms`: the organization's gateways (never a secret: `password_set`,
-/// `token_set`, `secret_set` say whether one is stored), or `"uses": "platform"`.
+/// `GET /orgs/{org}/sms`: the organization's gateways (never a credential: `password_set`,
+/// `token_set`, `secret_set` say whether one is stored; a gateway reading receipts shows its
+/// receipt URL's path), or `"uses": "platform"`.
 pub async fn get_sms(
     State(state): State<AppState>,
     Scope(scope, _): Scope,
@@ -80,6 +88,99 @@ pub async fn list_sms_messages(
         .run(move |db| db.list_sms(&scope, limit))
         .await?;
     Ok(json_with(StatusCode::OK, json!({ "messages": messages })))
+}
+
+fn retry_after(wait: Duration) -> ApiError {
+    ApiError::RateLimited {
+        retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
+/// `POST /sms/receipts/{key}` (public): a provider's delivery receipt for the organization
+/// gateway whose receipt key is `key`. A key that is not a receipt key's shape, or that no
+/// gateway has, is `404` (the answer of any unknown path; a key is found by its SHA-256, so
+/// the time taken says no more). A key past its rate is `429` before the store is read. An
+/// unreadable body is `400` saying why. Otherwise `204`, whether the receipt moved a record
+/// on, repeated one, came late, or named a message with no record (nothing to retry).
+pub async fn post_receipt(
+    State(state): State<AppState>,
+    params: RawPathParams,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = params
+        .iter()
+        .find(|(k, _)| *k == "key")
+        .map(|(_, v)| v.to_string())
+        .filter(|k| receipts::is_key_shaped(k))
+        .ok_or(ApiError::NotFound)?;
+    let digest = receipts::key_digest(&key);
+    state
+        .journeys
+        .receipt_throttle()
+        .check(&digest, Instant::now())
+        .map_err(retry_after)?;
+    let found = state
+        .store
+        .run(move |db| db.receipt_gateway(&digest))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state
+        .journeys
+        .receipt_throttle()
+        .take(&digest, Instant::now())
+        .map_err(retry_after)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge {
+                limit: MAX_RECEIPT_BYTES,
+            }
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let receipt = receipts::parse_receipt(&found.receipts, content_type, &body)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if receipt.outcome == ReceiptOutcome::Ignored {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let (org_id, gateway) = (found.org_id, found.gateway.clone());
+    let outcome = receipt.outcome.clone();
+    let applied = state
+        .store
+        .run(move |db| {
+            db.apply_receipt(
+                org_id,
+                &gateway,
+                &receipt.provider_id,
+                now_ms(),
+                |current| {
+                    receipts::next_status(current, &outcome).map(|next| {
+                        let error = match &outcome {
+                            ReceiptOutcome::Undelivered { detail } => Some(detail.clone()),
+                            _ => None,
+                        };
+                        (next, error)
+                    })
+                },
+            )
+        })
+        .await?;
+    match applied {
+        ReceiptApplied::Updated { status } => {
+            tracing::info!(org = org_id, gateway = %found.gateway, status, "SMS delivery receipt")
+        }
+        ReceiptApplied::NoRecord => tracing::debug!(
+            org = org_id,
+            gateway = %found.gateway,
+            "SMS delivery receipt for no record"
+        ),
+        ReceiptApplied::Unchanged { .. } => {}
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

@@ -35,6 +35,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use super::key::OtpKey;
+use super::receipts::ReceiptThrottle;
 use super::rules::{self, CodeState, Issue, IssueFacts, Verify};
 use super::sms::{self, GatewayConfig, GatewayContext, GatewayRules, Purpose, SmsGateway};
 use super::texts::{self, Lang};
@@ -181,6 +182,7 @@ struct Inner {
     data_dir: PathBuf,
     http: reqwest::Client,
     recent: Mutex<RecentAnswers>,
+    receipts: Mutex<ReceiptThrottle>,
     link: OnceLock<FleetLink>,
 }
 
@@ -236,6 +238,19 @@ impl Journeys {
                 message: e.message,
             }
         })?;
+        if let Some(i) = platform_gateways
+            .iter()
+            .position(|g| matches!(g, GatewayConfig::Http(h) if h.receipts.is_some()))
+        {
+            return Err(OtpError::Gateways {
+                field: "receipts",
+                message: format!(
+                    "gateway {}: delivery receipts are read for organizations' own gateways \
+                     only (PUT /api/v1/orgs/{{org}}/sms)",
+                    i + 1
+                ),
+            });
+        }
         if platform_gateways.contains(&GatewayConfig::Log) {
             tracing::warn!(
                 file = %data_dir.join(sms::OUTBOX_PATH).display(),
@@ -245,6 +260,7 @@ impl Journeys {
         }
         let key = OtpKey::load_or_create(data_dir)?;
         let http = sms::http_client().map_err(|e| OtpError::HttpClient(e.to_string()))?;
+        let receipts = ReceiptThrottle::new(settings.receipts.clone());
         Ok(Journeys {
             inner: Arc::new(Inner {
                 store,
@@ -254,6 +270,7 @@ impl Journeys {
                 data_dir: data_dir.to_path_buf(),
                 http,
                 recent: Mutex::new(RecentAnswers::default()),
+                receipts: Mutex::new(receipts),
                 link: OnceLock::new(),
             }),
         })
@@ -278,6 +295,14 @@ impl Journeys {
         GatewayRules {
             allow_dev: self.inner.settings.org_dev_gateways,
         }
+    }
+
+    /// The receipt keys' throttle (see [`ReceiptThrottle`]); never held across an await.
+    pub fn receipt_throttle(&self) -> std::sync::MutexGuard<'_, ReceiptThrottle> {
+        self.inner
+            .receipts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, RecentAnswers> {
@@ -837,6 +862,25 @@ mod tests {
             request: request.into(),
             result: JourneyResult::Forgotten,
         }
+    }
+
+    #[tokio::test]
+    async fn the_platform_gateways_read_no_receipts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let platform: Vec<GatewayConfig> = serde_json::from_value(serde_json::json!([
+            { "kind": "log" },
+            { "kind": "http", "name": "p", "url": "https://sms.example.test/send",
+              "body": { "to": "{to}", "text": "{text}" },
+              "receipts": { "provider_id": "/id", "status": "/status", "delivered": ["ok"],
+                            "key": super::super::receipts::new_receipt_key() } }
+        ]))
+        .unwrap();
+        let e = Journeys::open(dir.path(), store, OtpSettings::default(), platform).unwrap_err();
+        assert!(
+            matches!(&e, OtpError::Gateways { field: "receipts", message } if message.starts_with("gateway 2:")),
+            "{e}"
+        );
     }
 
     #[test]

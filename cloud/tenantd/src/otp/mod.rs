@@ -12,6 +12,9 @@
 //!   as.
 //! - [`sms`]: the gateway seam ([`sms::SmsGateway`]) with its `log` and `http` drivers, their
 //!   configuration (platform default, per organization), and fail-over.
+//! - [`receipts`]: providers' delivery receipts for organizations' `http` gateways: their
+//!   settings and key, reading a receipt, the status's forward-only move, the per-key throttle
+//!   (the route is `api::sms`'s, the rows `store::otp`'s).
 //! - [`texts`]: the SMS texts in English, French and Arabic.
 //! - [`journey`]: the edge. [`Journeys`] reads `up/journey` messages, asks [`rules`], writes
 //!   through the store (`store::otp`), sends SMS and answers on `down/journey`; it also runs
@@ -27,11 +30,13 @@
 //! Limits today: the recent-answers map (a repeated message id gets the same answer, without a
 //! second SMS or a second try counted) is in memory, so a message repeated across a restart is
 //! handled again (a repeated code request then sends another code, within the limits); and
-//! several replicas would each keep their own. Delivery receipts from providers (`delivered`,
-//! `undelivered`) are not read: a record says `sent` once a gateway took the message.
+//! several replicas would each keep their own, as they would each keep their own receipt
+//! throttle. Delivery receipts are read for organizations' own `http` gateways only: a record
+//! of the platform's gateways stays `sent` once a gateway took the message.
 
 pub mod journey;
 pub mod key;
+pub mod receipts;
 pub mod rules;
 pub mod sms;
 pub mod texts;
@@ -55,6 +60,8 @@ pub struct OtpSettings {
     /// Lets organizations choose the development gateways: `log` and `http://` to a loopback
     /// address (off; for development and tests). The platform default may always use them.
     pub org_dev_gateways: bool,
+    /// How fast each receipt key may be used (a burst of 100, then 10 a second).
+    pub receipts: receipts::ReceiptPolicy,
 }
 
 impl Default for OtpSettings {
@@ -64,6 +71,7 @@ impl Default for OtpSettings {
             prune_every: Duration::from_secs(60),
             sms_records_keep: Duration::from_secs(30 * 24 * 3600),
             org_dev_gateways: false,
+            receipts: receipts::ReceiptPolicy::default(),
         }
     }
 }

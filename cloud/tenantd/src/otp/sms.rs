@@ -6,13 +6,16 @@
 //! - [`HttpGateway`] (`http`): one POST to a provider, built from a template: the URL, a JSON
 //!   or form body whose string values may hold `{to}`, `{text}`, `{sender}` and `{secret}`,
 //!   headers (which may hold the same), basic or bearer authentication, a 2xx answer expected
-//!   within 10 s, and the provider's message id read at a JSON pointer of the answer.
+//!   within 10 s, and the provider's message id read at a JSON pointer of the answer. An
+//!   organization's `http` gateway may also take the provider's delivery receipts
+//!   ([`super::receipts`]).
 //!
 //! [`GatewayConfig`] is what the platform default (`ServeConfig::sms_gateways`) and each
 //! organization (`org_sms`, set with `PUT /api/v1/orgs/{org}/sms`) hold: gateways in fail-over
 //! order, credentials included. [`SmsInput::apply`] checks an admin's input field by field and
 //! keeps the secrets the input leaves out; [`GatewayConfig::view`] is what the API shows back,
-//! never a secret. [`send_in_order`] tries the gateways in order until one takes the message and
+//! never a credential (a receipt key only in its receipt URL's path, which the organization's
+//! admins give their provider). [`send_in_order`] tries the gateways in order until one takes the message and
 //! returns every attempt, for the delivery records.
 //!
 //! Errors never carry a number, a text or a secret: a provider's refusal is its host and HTTP
@@ -28,6 +31,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::receipts::{self, ReceiptConfig, ReceiptInput, ReceiptView};
 
 /// At most this many gateways in a fail-over list.
 pub const MAX_GATEWAYS: usize = 4;
@@ -228,6 +233,9 @@ pub struct HttpGatewayConfig {
     /// Where the provider's message id is in its JSON answer (RFC 6901, `/messages/0/id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_id_pointer: Option<String>,
+    /// How the provider's delivery receipts are read, and their key (organizations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<ReceiptConfig>,
 }
 
 impl std::fmt::Debug for HttpGatewayConfig {
@@ -239,6 +247,7 @@ impl std::fmt::Debug for HttpGatewayConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("auth", &self.auth)
             .field("secret", &self.secret.as_ref().map(|_| "(set)"))
+            .field("receipts", &self.receipts)
             .finish_non_exhaustive()
     }
 }
@@ -253,12 +262,13 @@ pub enum GatewayConfig {
     Http(Box<HttpGatewayConfig>),
 }
 
-/// What the API shows of a gateway: never a secret.
+/// What the API shows of a gateway: never a credential (a receipt key only as the path of its
+/// receipt URL, for the provider).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GatewayView {
     Log,
-    Http(HttpGatewayView),
+    Http(Box<HttpGatewayView>),
 }
 
 /// What the API shows of an `http` gateway.
@@ -276,6 +286,10 @@ pub struct HttpGatewayView {
     pub secret_set: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_id_pointer: Option<String>,
+    /// With the receipt URL's path (the key is shown to the organization's admins, who give
+    /// it to the provider).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<ReceiptView>,
 }
 
 /// What the API shows of an authentication.
@@ -304,7 +318,7 @@ impl GatewayConfig {
     pub fn view(&self) -> GatewayView {
         match self {
             GatewayConfig::Log => GatewayView::Log,
-            GatewayConfig::Http(h) => GatewayView::Http(HttpGatewayView {
+            GatewayConfig::Http(h) => GatewayView::Http(Box::new(HttpGatewayView {
                 name: h.name.clone(),
                 url: h.url.clone(),
                 format: h.format,
@@ -322,7 +336,8 @@ impl GatewayConfig {
                 }),
                 secret_set: h.secret.is_some(),
                 provider_id_pointer: h.provider_id_pointer.clone(),
-            }),
+                receipts: h.receipts.as_ref().map(ReceiptConfig::view),
+            })),
         }
     }
 
@@ -351,6 +366,7 @@ impl GatewayConfig {
                     HttpAuth::Bearer { .. } => "bearer",
                 }),
                 "secret_set": h.secret.is_some(),
+                "receipts": h.receipts.is_some(),
             }),
         }
     }
@@ -365,6 +381,9 @@ impl GatewayConfig {
                     Some(HttpAuth::Basic { password, .. }) => s.push(password),
                     Some(HttpAuth::Bearer { token }) => s.push(token),
                     None => {}
+                }
+                if let Some(r) = &h.receipts {
+                    s.push(&r.key);
                 }
                 s
             }
@@ -609,7 +628,7 @@ impl HttpGateway {
                 Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             })
-            .map(|id| id.chars().take(128).collect());
+            .map(|id| id.chars().take(receipts::MAX_PROVIDER_ID_CHARS).collect());
         Ok(Delivery { provider_id })
     }
 }
@@ -717,6 +736,9 @@ pub struct HttpGatewayInput {
     pub secret: Option<String>,
     #[serde(default)]
     pub provider_id_pointer: Option<String>,
+    /// Reading the provider's delivery receipts; absent: none (the key is dropped).
+    #[serde(default)]
+    pub receipts: Option<ReceiptInput>,
 }
 
 impl std::fmt::Debug for HttpGatewayInput {
@@ -845,6 +867,9 @@ impl HttpGatewayInput {
             auth,
             secret,
             provider_id_pointer: self.provider_id_pointer.filter(|p| !p.is_empty()),
+            receipts: self
+                .receipts
+                .map(|r| r.merge(kept.and_then(|k| k.receipts.as_ref()))),
         })
     }
 }
@@ -943,6 +968,9 @@ fn check_http(h: &HttpGatewayConfig, rules: GatewayRules) -> Result<(), (&'stati
                 "a JSON pointer such as /messages/0/id (starting with /, at most 256 bytes)".into(),
             ));
         }
+    }
+    if let Some(r) = &h.receipts {
+        receipts::check(r)?;
     }
     if h.headers.len() > MAX_HEADERS {
         return Err(("headers", format!("at most {MAX_HEADERS} headers")));
@@ -1231,6 +1259,56 @@ mod tests {
         let text = serde_json::to_string(&next).unwrap();
         let back: Vec<GatewayConfig> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, next);
+    }
+
+    #[test]
+    fn receipts_keep_their_key_show_its_path_and_are_checked() {
+        let mut g = provider();
+        g["receipts"] = json!({ "format": "form", "provider_id": "MessageSid",
+            "status": "MessageStatus", "delivered": ["delivered"], "undelivered": ["failed"] });
+        let stored = input(json!({ "gateways": [g.clone()] }))
+            .apply(&[], PROD)
+            .unwrap();
+        let GatewayConfig::Http(h) = &stored[0] else {
+            panic!("http")
+        };
+        let key = h.receipts.as_ref().unwrap().key.clone();
+        let view = serde_json::to_value(stored[0].view()).unwrap();
+        assert_eq!(
+            view["receipts"]["url_path"],
+            format!("/api/v1/sms/receipts/{key}")
+        );
+        assert_eq!(view["receipts"]["provider_id"], "MessageSid");
+        let audit = stored[0].audit_view();
+        assert_eq!(audit["receipts"], json!(true));
+        assert!(!audit.to_string().contains(&key));
+        assert!(stored[0].secrets().contains(&key.as_str()));
+        // Saved again: the same key; with new_key: another one; without receipts: none.
+        let again = input(json!({ "gateways": [g.clone()] }))
+            .apply(&stored, PROD)
+            .unwrap();
+        assert_eq!(again, stored);
+        let mut fresh = g.clone();
+        fresh["receipts"]["new_key"] = json!(true);
+        let fresh = input(json!({ "gateways": [fresh] }))
+            .apply(&stored, PROD)
+            .unwrap();
+        assert_ne!(fresh[0].secrets(), stored[0].secrets());
+        let none = input(json!({ "gateways": [provider()] }))
+            .apply(&stored, PROD)
+            .unwrap();
+        assert!(serde_json::to_value(none[0].view()).unwrap()["receipts"].is_null());
+        // A bad setting names the field; unknown fields and a key of one's own are refused.
+        let mut bad = g.clone();
+        bad["receipts"]["provider_id"] = json!("");
+        let e = input(json!({ "gateways": [bad] }))
+            .apply(&[], PROD)
+            .unwrap_err();
+        assert_eq!(e.field, "receipts");
+        assert!(e.message.starts_with("gateway 1: provider_id"), "{e:?}");
+        let mut own_key = g;
+        own_key["receipts"]["key"] = json!(key);
+        assert!(serde_json::from_value::<SmsInput>(json!({ "gateways": [own_key] })).is_err());
     }
 
     #[tokio::test]

@@ -364,4 +364,19 @@ ALTER TABLE org_settings ADD COLUMN queue_timeout_s INTEGER NOT NULL DEFAULT 180
     CHECK (queue_timeout_s BETWEEN 30 AND 3600);
 ALTER TABLE users ADD COLUMN languages TEXT NOT NULL DEFAULT '';
 "#,
+    // 6: providers' delivery receipts: each organization gateway's receipt key, by its
+    // SHA-256 (the key itself is in the gateway's settings in `org_sms`), and the index a
+    // receipt finds its delivery record by.
+    r#"
+CREATE TABLE sms_receipt_keys (
+    key_hash  BLOB PRIMARY KEY,
+    org_id    INTEGER NOT NULL REFERENCES orgs(id),
+    -- The gateway's name in delivery records: http:NAME.
+    gateway   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sms_receipt_keys_org ON sms_receipt_keys(org_id);
+
+CREATE INDEX sms_messages_provider ON sms_messages(org_id, gateway, provider_id)
+    WHERE provider_id IS NOT NULL;
+"#,
 ];

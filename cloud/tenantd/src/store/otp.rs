@@ -1,6 +1,7 @@
 //! The rows of one-time codes and SMS (`crate::otp`): codes (keyed hashes only), customers,
-//! callbacks, SMS delivery records, the organizations' gateways, erasure of a number, and the
-//! periodic prune.
+//! callbacks, SMS delivery records and the providers' receipts that move them on, the
+//! organizations' gateways with their receipt keys, erasure of a number, and the periodic
+//! prune.
 //!
 //! The decisions are `crate::otp::rules`'; the methods that need one take it as a closure and
 //! run it inside their transaction, so what is read and what is written cannot drift apart
@@ -12,6 +13,7 @@ use serde_json::json;
 
 use super::org::audit_org;
 use super::{Db, StoreError};
+use crate::otp::receipts::{self, ReceiptConfig};
 use crate::otp::rules::{
     CallFacts, CallbackReason, CallbackRefusal, CodeState, CustomerFacts, StoredCode,
 };
@@ -177,10 +179,12 @@ pub struct SmsRecord {
     pub purpose: String,
     pub phone_masked: String,
     pub gateway: String,
+    /// `sent`, `failed`, then `delivered` or `undelivered` from the provider's receipts.
     pub status: String,
     pub provider_id: Option<String>,
     pub error: Option<String>,
     pub created_at: jiff::Timestamp,
+    /// The time of the last status change.
     pub updated_at: jiff::Timestamp,
 }
 
@@ -189,6 +193,26 @@ pub struct SmsRecord {
 pub struct OrgSms {
     pub gateways: Vec<GatewayConfig>,
     pub updated_at: jiff::Timestamp,
+}
+
+/// The gateway a receipt key belongs to.
+#[derive(Debug, Clone)]
+pub struct ReceiptGateway {
+    pub org_id: i64,
+    /// Its name in delivery records (`http:NAME`).
+    pub gateway: String,
+    pub receipts: ReceiptConfig,
+}
+
+/// What a receipt did to the delivery records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptApplied {
+    /// No record of the gateway has the provider's id (pruned, or not recorded yet).
+    NoRecord,
+    /// The record's status stays (a repeat, a late or an ignored status).
+    Unchanged { status: String },
+    /// The record moved on.
+    Updated { status: &'static str },
 }
 
 /// What an erasure removed or cleared.
@@ -666,6 +690,25 @@ impl Db<'_> {
         let text = serde_json::to_string(gateways)
             .map_err(|e| StoreError::Corrupt(format!("SMS gateways: {e}")))?;
         let tx = self.tx()?;
+        tx.execute(
+            "DELETE FROM sms_receipt_keys WHERE org_id = ?1",
+            [scope.org_id()],
+        )?;
+        for g in gateways {
+            if let GatewayConfig::Http(h) = g {
+                if let Some(r) = &h.receipts {
+                    tx.execute(
+                        "INSERT INTO sms_receipt_keys (key_hash, org_id, gateway)
+                         VALUES (?1, ?2, ?3)",
+                        params![
+                            receipts::key_digest(&r.key).as_slice(),
+                            scope.org_id(),
+                            g.name()
+                        ],
+                    )?;
+                }
+            }
+        }
         if gateways.is_empty() {
             tx.execute("DELETE FROM org_sms WHERE org_id = ?1", [scope.org_id()])?;
         } else {
@@ -690,6 +733,77 @@ impl Db<'_> {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The gateway whose receipt key has SHA-256 `key_hash`, when one has. The key is found by
+    /// its digest (an index lookup), and the gateway's stored key is compared with it in
+    /// constant time.
+    pub fn receipt_gateway(
+        &mut self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<ReceiptGateway>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT org_id, gateway FROM sms_receipt_keys WHERE key_hash = ?1",
+                [key_hash.as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((org_id, gateway)) = row else {
+            return Ok(None);
+        };
+        let gateways = self
+            .org_sms(org_id)?
+            .map(|o| o.gateways)
+            .unwrap_or_default();
+        let found = gateways.into_iter().find_map(|g| match g {
+            GatewayConfig::Http(h) if format!("http:{}", h.name) == gateway => h.receipts,
+            _ => None,
+        });
+        Ok(found
+            .filter(|r| receipts::same_digest(&receipts::key_digest(&r.key), key_hash))
+            .map(|receipts| ReceiptGateway {
+                org_id,
+                gateway,
+                receipts,
+            }))
+    }
+
+    /// Applies a receipt to the newest delivery record of `gateway` in `org_id` with the
+    /// provider's id: `decide` says, from the record's status, the status it moves to and
+    /// its error detail, or `None` to leave it. The record's `updated_at_ms` is the time of
+    /// its last status change.
+    pub fn apply_receipt(
+        &mut self,
+        org_id: i64,
+        gateway: &str,
+        provider_id: &str,
+        now_ms: i64,
+        decide: impl FnOnce(&str) -> Option<(&'static str, Option<String>)>,
+    ) -> Result<ReceiptApplied, StoreError> {
+        let tx = self.tx()?;
+        let row: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, status FROM sms_messages
+                 WHERE org_id = ?1 AND gateway = ?2 AND provider_id = ?3
+                 ORDER BY id DESC LIMIT 1",
+                params![org_id, gateway, provider_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, status)) = row else {
+            return Ok(ReceiptApplied::NoRecord);
+        };
+        let Some((next, error)) = decide(&status) else {
+            return Ok(ReceiptApplied::Unchanged { status });
+        };
+        tx.execute(
+            "UPDATE sms_messages SET status = ?1, error = ?2, updated_at_ms = ?3 WHERE id = ?4",
+            params![next, error, now_ms, id],
+        )?;
+        tx.commit()?;
+        Ok(ReceiptApplied::Updated { status: next })
     }
 
     /// Erases a number's data in the organization: its codes, customers and callbacks go,
