@@ -247,6 +247,51 @@ async fn admin_sets_the_sms_gateways_and_goes_back_to_the_platform() {
         })
     );
 
+    // Delivery receipts: a missing field is named next to its input; once saved, the receipt
+    // URL is shown, and later saves from this page keep the receipts and their URL.
+    click(&c, "[data-gateway=\"0\"] .gateway-edit").await;
+    click(&c, "#gw-0-receipts-on").await;
+    fill(&c, "#gw-0-receipts-status", "MessageStatus").await;
+    assert_eq!(unnamed_controls(&c).await, json!([]), "the receipts editor");
+    click(&c, "#sms-save").await;
+    let message = text_with(&c, "#gw-0-receipts-provider-id-error", "provider_id").await;
+    assert!(message.contains("gateway 1"), "{message}");
+    fill(&c, "#gw-0-receipts-provider-id", "MessageSid").await;
+    click(&c, "#sms-save").await;
+    text_with(&c, "#sms-status", "Gateways saved").await;
+    let (_, sms) = cloud
+        .call(Method::GET, "/api/v1/orgs/shop/sms", &admin, None)
+        .await;
+    let receipts = &sms["gateways"][0]["receipts"];
+    assert_eq!(
+        (
+            receipts["format"].as_str(),
+            receipts["provider_id"].as_str(),
+            receipts["status"].as_str()
+        ),
+        (Some("form"), Some("MessageSid"), Some("MessageStatus")),
+        "{sms}"
+    );
+    assert_eq!(receipts["delivered"], json!(["delivered"]));
+    assert_eq!(receipts["undelivered"], json!(["undelivered", "failed"]));
+    let path = receipts["url_path"].as_str().unwrap().to_string();
+    assert!(path.starts_with("/api/v1/sms/receipts/kcr_"), "{path}");
+    text_with(&c, "#gw-0-receipts-state", &format!("{}{path}", cloud.base)).await;
+    click(&c, "[data-gateway=\"0\"] .gateway-edit").await;
+    fill(&c, "#gw-0-sender", "Shop 2").await;
+    click(&c, "#sms-save").await;
+    text_with(&c, "#sms-status", "Gateways saved").await;
+    let (_, sms) = cloud
+        .call(Method::GET, "/api/v1/orgs/shop/sms", &admin, None)
+        .await;
+    assert_eq!(sms["gateways"][0]["sender"], "Shop 2", "{sms}");
+    assert_eq!(
+        sms["gateways"][0]["receipts"]["url_path"],
+        path.as_str(),
+        "{sms}"
+    );
+    screenshot(&c, "sms-receipts").await;
+
     // A bad URL: the API's message next to the URL field, which has the focus.
     click(&c, "[data-gateway=\"0\"] .gateway-edit").await;
     fill(&c, "#gw-0-url", "http://sms.provider.test/v1/send").await;

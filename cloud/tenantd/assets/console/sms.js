@@ -34,7 +34,8 @@ const AUTH_TYPES = [
   ['basic', 'Basic (user name and password)'],
 ];
 // The view fields this page knows; any other one is shown as it is, read-only.
-const KNOWN_HTTP = new Set(['kind', 'name', 'url', 'format', 'body', 'sender', 'headers', 'auth', 'secret_set', 'provider_id_pointer']);
+const KNOWN_HTTP = new Set(['kind', 'name', 'url', 'format', 'body', 'sender', 'headers', 'auth', 'secret_set', 'provider_id_pointer', 'receipts']);
+const KNOWN_RECEIPTS = new Set(['format', 'provider_id', 'status', 'error', 'delivered', 'undelivered', 'url_path']);
 const KNOWN_AUTH = new Set(['type', 'username', 'password_set', 'token_set']);
 const MAX_GATEWAYS = 4;
 const NEW_BODY = '{\n  "to": "{to}",\n  "text": "{text}"\n}';
@@ -78,7 +79,21 @@ function fromView(g) {
     secretClear: false,
     secretSet: !!g.secret_set,
     pointer: g.provider_id_pointer || '',
-    extra: { ...extraOf(g, KNOWN_HTTP), ...prefixed(auth ? extraOf(auth, KNOWN_AUTH) : {}, 'auth ') },
+    // Delivery receipts: the provider posts each message's status to the receipt URL.
+    receipts: !!g.receipts,
+    rFormat: g.receipts ? g.receipts.format || 'json' : 'form',
+    rProviderId: g.receipts ? g.receipts.provider_id || '' : '',
+    rStatus: g.receipts ? g.receipts.status || '' : '',
+    rError: g.receipts ? g.receipts.error || '' : '',
+    rDelivered: g.receipts ? (g.receipts.delivered || []).join(', ') : 'delivered',
+    rUndelivered: g.receipts ? (g.receipts.undelivered || []).join(', ') : 'undelivered, failed',
+    rUrlPath: g.receipts ? g.receipts.url_path || '' : '',
+    rNewKey: false,
+    extra: {
+      ...extraOf(g, KNOWN_HTTP),
+      ...prefixed(auth ? extraOf(auth, KNOWN_AUTH) : {}, 'auth '),
+      ...prefixed(g.receipts ? extraOf(g.receipts, KNOWN_RECEIPTS) : {}, 'receipts '),
+    },
     open: false,
   };
 }
@@ -138,8 +153,23 @@ function toInput(d, i) {
   }
   if (d.secretClear) out.secret = '';
   else if (d.secret) out.secret = d.secret;
+  if (d.receipts) {
+    const values = (text) => text.split(',').map((v) => v.trim()).filter(Boolean);
+    out.receipts = {
+      format: d.rFormat,
+      provider_id: d.rProviderId.trim(),
+      status: d.rStatus.trim(),
+      delivered: values(d.rDelivered),
+      undelivered: values(d.rUndelivered),
+    };
+    if (d.rError.trim()) out.receipts.error = d.rError.trim();
+    if (d.rNewKey) out.receipts.new_key = true;
+  }
   return out;
 }
+
+// The full receipt URL a provider is given: this console's own address and the key's path.
+const receiptUrl = (path) => `${location.origin}${path}`;
 
 // ---------- page ----------
 export async function page(ctx) {
@@ -265,8 +295,17 @@ export async function page(ctx) {
       ['Authentication', h('span', { id: `gw-${i}-auth-state` }, auth)],
       ['Secret', h('span', { id: `gw-${i}-secret-state` }, secret)],
       ['Provider id at', d.pointer ? h('code', null, d.pointer) : none()],
+      ['Delivery receipts', h('span', { id: `gw-${i}-receipts-state` }, receiptsText(d))],
       ...extras,
     ]);
+  }
+
+  function receiptsText(d) {
+    if (!d.receipts) return d.rUrlPath ? 'to be turned off (the receipt URL stops working)' : 'off';
+    if (!d.rUrlPath) return 'on when saved: the receipt URL is shown then';
+    const url = h('code', { class: 'block' }, receiptUrl(d.rUrlPath));
+    const how = `${d.rFormat === 'form' ? 'form' : 'JSON'} body; status at ${d.rStatus}; delivered: ${d.rDelivered || '—'}`;
+    return [d.rNewKey ? 'a new URL is made when saved; until then:' : 'the provider posts to', url, h('span', { class: 'muted' }, how)];
   }
 
   // ---------- one gateway's editor ----------
@@ -375,7 +414,53 @@ export async function page(ctx) {
             )
           : null,
       ),
-      control('provider_id_pointer', 'Provider’s message id at', 'pointer', { hint: 'A JSON pointer into the provider’s answer, such as /messages/0/id (optional).' }),
+      control('provider_id_pointer', 'Provider’s message id at', 'pointer', { hint: 'A JSON pointer into the provider’s answer, such as /messages/0/id (optional). Receipts need it: they name the message by this id.' }),
+      receiptsEditor(d, i, control),
+    );
+  }
+
+  // Delivery receipts: whether the provider's status callbacks are read, and how.
+  function receiptsEditor(d, i, control) {
+    const id = (f) => `gw-${i}-${f}`;
+    const on = h('input', { type: 'checkbox', id: id('receipts-on'), name: 'receipts-on', checked: d.receipts });
+    on.addEventListener('change', () => {
+      d.receipts = on.checked;
+      changed();
+      render(`#${id('receipts-on')}`);
+    });
+    const fields = [];
+    if (d.receipts) {
+      if (d.rUrlPath) {
+        const url = receiptUrl(d.rUrlPath);
+        fields.push(
+          h('div', { class: 'field' }, h('p', null, 'Receipt URL (give it to the provider as the status callback; it works without signing in, so keep it private):'), h('code', { class: 'block', id: id('receipts-url') }, url)),
+        );
+        const fresh = h('input', { type: 'checkbox', id: id('receipts-new-key'), name: 'receipts-new-key', checked: d.rNewKey });
+        fresh.addEventListener('change', () => {
+          d.rNewKey = fresh.checked;
+          changed();
+          render(`#${id('receipts-new-key')}`);
+        });
+        fields.push(h('div', { class: 'field check' }, fresh, h('label', { for: id('receipts-new-key') }, 'Make a new receipt URL (the current one stops working when you save)')));
+      } else {
+        fields.push(h('p', { class: 'hint' }, 'The receipt URL is made when you save.'));
+      }
+      const where = d.rFormat === 'form' ? 'A form field name, such as ' : 'A JSON pointer, such as ';
+      fields.push(
+        control('receipts-format', 'Receipt body', 'rFormat', { tag: 'select', options: [['form', 'Form (application/x-www-form-urlencoded)'], ['json', 'JSON']] }),
+        control('receipts-provider-id', 'Message id at', 'rProviderId', { hint: `${where}${d.rFormat === 'form' ? 'MessageSid' : '/id'}.` }),
+        control('receipts-status', 'Status at', 'rStatus', { hint: `${where}${d.rFormat === 'form' ? 'MessageStatus' : '/status'}.` }),
+        control('receipts-error', 'Reason at', 'rError', { hint: `${where}${d.rFormat === 'form' ? 'ErrorCode' : '/error'} (optional): kept with an undelivered status.` }),
+        control('receipts-delivered', 'Statuses meaning delivered', 'rDelivered', { hint: 'Separated by commas; letter case does not matter.' }),
+        control('receipts-undelivered', 'Statuses meaning undelivered', 'rUndelivered', { hint: 'Separated by commas. Other statuses (queued, sent…) are accepted and ignored.' }),
+      );
+    }
+    return h(
+      'fieldset',
+      { class: 'group' },
+      h('legend', null, 'Delivery receipts'),
+      h('div', { class: 'field check' }, on, h('label', { for: id('receipts-on') }, 'Read the provider’s delivery receipts'), h('p', { class: 'field-error', id: `${id('receipts-on')}-error` })),
+      fields,
     );
   }
 
@@ -419,6 +504,10 @@ export async function page(ctx) {
       return d.authType === 'bearer' ? 'token' : 'auth';
     }
     if (e.field === 'secret' && d.secretClear) return 'secret-clear';
+    if (e.field === 'receipts') {
+      const m = /receipts: (provider_id|status|error|delivered|undelivered)\b/.exec(e.message || '') || /: (provider_id|status|error|delivered|undelivered):/.exec(e.message || '');
+      return m ? `receipts-${m[1].replace('_id', '-id')}` : 'receipts-on';
+    }
     return e.field === 'kind' ? 'kind' : e.field;
   }
 
@@ -551,7 +640,7 @@ export async function page(ctx) {
       'section',
       { class: 'panel', 'aria-labelledby': 'sms-messages-title' },
       h('h2', { id: 'sms-messages-title' }, 'Recent messages'),
-      h('p', { class: 'hint' }, '“sent” means a gateway took the message. A message one gateway refused and the next took shows twice.'),
+      h('p', { class: 'hint' }, '“sent” means a gateway took the message; “delivered” and “undelivered” come from the provider’s delivery receipts, with the time of the receipt. A message one gateway refused and the next took shows twice.'),
       h('div', { class: 'toolbar' }, refresh),
       msgErr,
       table.el,
