@@ -5,46 +5,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::browser::{browser, start_driver};
+use common::browser::{browser, click, fill, screenshot, start_driver, wait_page, WAIT};
 use common::{TestCloud, STAFF_PASSWORD};
 use fantoccini::{Client, Locator};
 use reqwest::Method;
 use serde_json::json;
 use tenantd::tenancy::Role;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn wait_page(c: &Client, page: &str) {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(&format!("main[data-page=\"{page}\"]")))
-        .await
-        .unwrap_or_else(|e| panic!("page {page} did not render: {e}"));
-}
-
-async fn fill(c: &Client, css: &str, value: &str) {
-    let el = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap();
-    el.clear().await.unwrap();
-    el.send_keys(value).await.unwrap();
-}
-
-async fn click(c: &Client, css: &str) {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
 
 async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
@@ -60,15 +26,6 @@ async fn sign_in(c: &Client, email: &str, password: &str) {
     fill(c, "#login-email", email).await;
     fill(c, "#login-password", password).await;
     click(c, "#login-submit").await;
-}
-
-async fn screenshot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
-    let dir = std::env::temp_dir().join("kioskcall-console-screens");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.png"));
-    std::fs::write(&path, png).unwrap();
-    println!("screenshot: {}", path.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,70 +17,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::browser::{browser, start_driver, Driver};
+use common::browser::{
+    browser, click, fill, js, js_async, screenshot, start_driver, until, wait_css, wait_page,
+    Driver,
+};
 use common::{TestCloud, STAFF_PASSWORD};
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 use tenantd::tenancy::Role;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
-}
-
-async fn wait_page(c: &Client, page: &str) {
-    wait_css(c, &format!("main[data-page=\"{page}\"]")).await;
-}
-
-async fn fill(c: &Client, css: &str, value: &str) {
-    let el = wait_css(c, css).await;
-    el.clear().await.unwrap();
-    el.send_keys(value).await.unwrap();
-}
-
-async fn click(c: &Client, css: &str) {
-    wait_css(c, css).await.click().await.unwrap();
-}
-
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-/// Runs an async script (its last argument is the callback) and returns what it passed on.
-async fn js_async(c: &Client, script: &str) -> Value {
-    c.execute_async(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-/// Polls `script` (a JS expression) until `ok` holds for its value.
-async fn until(c: &Client, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let v = js(c, &format!("return {script};")).await;
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: still {v}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn screenshot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
-    let dir = std::env::temp_dir().join("kioskcall-console-screens");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.png"));
-    std::fs::write(&path, png).unwrap();
-    println!("screenshot: {}", path.display());
-}
 
 /// Page errors, unhandled rejections and CSP violations from now on land in `__problems`.
 const WATCH: &str = r#"

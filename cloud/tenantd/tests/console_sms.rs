@@ -14,89 +14,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::browser::{browser, start_driver};
+use common::browser::{
+    browser, choose, click, fill, js, screenshot, start_driver, text_with, wait_css, wait_page,
+};
 use common::{TestCloud, STAFF_PASSWORD};
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tenantd::otp::sms::{GatewayConfig, HttpAuth};
 use tenantd::tenancy::Role;
 
-const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "tok-very-secret-4711";
 const PHONE: &str = "+33 6 12 34 56 78";
 const E164: &str = "+33612345678";
-
-async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
-}
-
-async fn wait_page(c: &Client, page: &str) {
-    wait_css(c, &format!("main[data-page=\"{page}\"]")).await;
-}
-
-async fn fill(c: &Client, css: &str, value: &str) {
-    let el = wait_css(c, css).await;
-    el.clear().await.unwrap();
-    el.send_keys(value).await.unwrap();
-}
-
-async fn click(c: &Client, css: &str) {
-    wait_css(c, css).await.click().await.unwrap();
-}
-
-async fn choose(c: &Client, select: &str, value: &str) {
-    click(c, &format!("{select} option[value=\"{value}\"]")).await;
-}
-
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-/// Polls `script` (a JS expression) until `ok` holds for its value.
-async fn until(c: &Client, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let v = js(c, &format!("return {script};")).await;
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: still {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until the text of `css` contains `part`, and returns it.
-async fn text_with(c: &Client, css: &str, part: &str) -> String {
-    let script = format!(
-        "(document.querySelector({}) || {{}}).textContent || ''",
-        json!(css)
-    );
-    until(c, css, &script, |v| {
-        v.as_str().is_some_and(|s| s.contains(part))
-    })
-    .await
-    .as_str()
-    .unwrap()
-    .to_string()
-}
-
-async fn screenshot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
-    let dir = std::env::temp_dir().join("kioskcall-console-screens");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.png"));
-    std::fs::write(&path, png).unwrap();
-    println!("screenshot: {}", path.display());
-}
 
 /// Page errors, CSP violations and everything written to the browser console from now on.
 const WATCH: &str = r#"

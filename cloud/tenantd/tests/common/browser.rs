@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -97,4 +97,89 @@ pub async fn browser(driver: &Driver, width: u32, height: u32) -> Client {
         .connect(&driver.url)
         .await
         .expect("a Chromium session through chromedriver")
+}
+
+/// How long a step waits for what it needs on the page.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits for an element, and panics naming the selector if it never comes.
+pub async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
+}
+
+/// Waits until the console shows `page` (`main[data-page]`).
+pub async fn wait_page(c: &Client, page: &str) {
+    wait_css(c, &format!("main[data-page=\"{page}\"]")).await;
+}
+
+/// Types `value` into the field, replacing what it held.
+pub async fn fill(c: &Client, css: &str, value: &str) {
+    let el = wait_css(c, css).await;
+    el.clear().await.unwrap();
+    el.send_keys(value).await.unwrap();
+}
+
+pub async fn click(c: &Client, css: &str) {
+    wait_css(c, css).await.click().await.unwrap();
+}
+
+/// Picks the option of `select` with this value.
+pub async fn choose(c: &Client, select: &str, value: &str) {
+    click(c, &format!("{select} option[value=\"{value}\"]")).await;
+}
+
+/// Runs a script in the page and returns what it returns.
+pub async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Runs an async script (its last argument is the callback) and returns what it passed on.
+pub async fn js_async(c: &Client, script: &str) -> Value {
+    c.execute_async(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Polls `script` (a JS expression) until `ok` holds for its value.
+pub async fn until(c: &Client, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let v = js(c, &format!("return {script};")).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: still {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the text of `css` contains `part`, and returns it.
+pub async fn text_with(c: &Client, css: &str, part: &str) -> String {
+    let script = format!(
+        "(document.querySelector({}) || {{}}).textContent || ''",
+        json!(css)
+    );
+    until(c, css, &script, |v| {
+        v.as_str().is_some_and(|s| s.contains(part))
+    })
+    .await
+    .as_str()
+    .unwrap()
+    .to_string()
+}
+
+/// Keeps a screenshot of the page as `{temp}/kioskcall-console-screens/{name}.png`.
+pub async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let dir = std::env::temp_dir().join("kioskcall-console-screens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot: {}", path.display());
 }
