@@ -168,7 +168,8 @@ async fn a_fleet_admin_session_through_the_cli() {
     );
     assert_eq!(
         (r.code, r.out.trim()),
-        (0, "config version 1 sent"),
+        // Version 1 came with the claim.
+        (0, "config version 2 sent"),
         "{}",
         r.err
     );
@@ -178,7 +179,7 @@ async fn a_fleet_admin_session_through_the_cli() {
         &ca,
         &["config", "set", &device, "--warning", "25"],
     );
-    assert_eq!(r.out.trim(), "config version 2 sent", "{}", r.err);
+    assert_eq!(r.out.trim(), "config version 3 sent", "{}", r.err);
     let r = fleetctl(&url, &token, &ca, &["--json", "config", "get", &device]);
     let cfg: Value = serde_json::from_str(&r.out).unwrap();
     assert_eq!(
