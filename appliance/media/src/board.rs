@@ -279,16 +279,12 @@ impl BoardProfile {
 }
 
 fn check_board_name(board: &str) -> Result<(), BoardError> {
-    let plain = !board.is_empty()
-        && board
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if plain {
+    if kiosk_protocol::config::is_board_name(board) {
         Ok(())
     } else {
         Err(BoardError::CheckBoardName {
             board: board.to_owned(),
-            reason: "use lowercase letters, digits, - and _".to_owned(),
+            reason: "use lowercase letters, digits, - and _, at most 64".to_owned(),
         })
     }
 }

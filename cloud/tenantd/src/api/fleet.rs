@@ -318,15 +318,7 @@ pub async fn put_device_config(
         .store
         .run(move |db| db.put_desired(&scope, &by, &id2, version, &body2))
         .await?;
-    publish_desired(
-        &state,
-        vec![service::Outgoing {
-            topic: format!("kiosk/v1/{id}/down/desired"),
-            payload: body.into_bytes(),
-            retain: true,
-        }],
-    )
-    .await;
+    publish_desired(&state, vec![service::Outgoing::desired(&id, body)]).await;
     Ok(json_with(
         StatusCode::OK,
         json!({ "version": version, "config": config }),

@@ -101,11 +101,7 @@ fn refresh_one(
     }
     let body = serde_json::to_string(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     db.put_desired(scope, by, device, version, &body)?;
-    Ok(Some(Outgoing {
-        topic: format!("kiosk/v1/{device}/down/desired"),
-        payload: body.into_bytes(),
-        retain: true,
-    }))
+    Ok(Some(Outgoing::desired(device, body)))
 }
 
 /// Makes the first config of every live kiosk that has none (kiosks enrolled before enrollment

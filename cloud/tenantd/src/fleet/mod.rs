@@ -231,13 +231,8 @@ impl Fleet {
                 return;
             };
             for (device, body) in configs {
-                let topic = format!("kiosk/v1/{device}/down/desired");
                 let _ = link
-                    .publish(service::Outgoing {
-                        topic,
-                        payload: body.into_bytes(),
-                        retain: true,
-                    })
+                    .publish(service::Outgoing::desired(&device, body))
                     .await;
             }
             for (device, body) in commands {

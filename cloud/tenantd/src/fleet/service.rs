@@ -52,6 +52,17 @@ pub struct Outgoing {
     pub retain: bool,
 }
 
+impl Outgoing {
+    /// A device's desired config, retained so the device gets it whenever it connects.
+    pub fn desired(device: &str, body: String) -> Outgoing {
+        Outgoing {
+            topic: format!("kiosk/v1/{device}/down/desired"),
+            payload: body.into_bytes(),
+            retain: true,
+        }
+    }
+}
+
 /// A new device id: `kiosk-` and 12 base32 letters (60 random bits).
 pub fn new_device_id() -> DeviceId {
     const B32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
