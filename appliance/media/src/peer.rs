@@ -316,12 +316,16 @@ fn video_send_description(cfg: &PeerConfig) -> String {
     }
 }
 
+/// The caps after the video payloader. They hold every field the offer must carry: webrtcbin
+/// builds an offer from the caps it has received on its sink pad, or from a caps query when
+/// the caps event is still on its way, and the query answers with these fields only. H.264's
+/// `packetization-mode=1` is what rtph264pay sends and what browsers require to match.
 fn video_rtp_caps(codec: &Codec) -> gst::Caps {
     let name = match codec {
         Codec::H264 => "H264",
         Codec::Vp8 => "VP8",
     };
-    gst::Caps::builder("application/x-rtp")
+    let caps = gst::Caps::builder("application/x-rtp")
         .field("media", "video")
         .field("encoding-name", name)
         .field("payload", VIDEO_PT as i32)
@@ -329,8 +333,11 @@ fn video_rtp_caps(codec: &Codec) -> gst::Caps {
         .field("rtcp-fb-nack-pli", true)
         .field("rtcp-fb-ccm-fir", true)
         .field("rtcp-fb-transport-cc", true)
-        .field("extmap-1", TWCC_URI)
-        .build()
+        .field("extmap-1", TWCC_URI);
+    match codec {
+        Codec::H264 => caps.field("packetization-mode", "1").build(),
+        Codec::Vp8 => caps.build(),
+    }
 }
 
 fn audio_rtp_caps() -> gst::Caps {
@@ -1291,5 +1298,31 @@ mod tests {
                 "turns://1700000000%3Acall-abcdefgh:a%2Bb%2Fc%3D@turn.example.net:5349?transport=tcp",
             ]
         );
+    }
+
+    /// What webrtcbin learns from a caps query before the caps event arrives: the offer made
+    /// from it must still say `packetization-mode=1`, or a browser finds no matching H.264.
+    #[test]
+    fn a_caps_query_after_the_h264_payloader_names_the_packetization_mode() {
+        gst::init().unwrap();
+        let bin = gst::parse::bin_from_description(
+            "rtph264pay config-interval=-1 ! capsfilter name=vcaps",
+            true,
+        )
+        .unwrap();
+        let filter = bin.by_name("vcaps").unwrap();
+        filter.set_property("caps", video_rtp_caps(&Codec::H264));
+        let caps = bin.static_pad("src").unwrap().query_caps(None);
+        assert!(!caps.is_empty(), "{caps}");
+        for s in caps.iter() {
+            assert_eq!(
+                s.get::<&str>("packetization-mode").ok(),
+                Some("1"),
+                "{caps}"
+            );
+            assert_eq!(s.get::<&str>("encoding-name").ok(), Some("H264"), "{caps}");
+        }
+        let vp8 = video_rtp_caps(&Codec::Vp8);
+        assert!(!vp8.structure(0).unwrap().has_field("packetization-mode"));
     }
 }
