@@ -179,14 +179,10 @@ impl Settings {
         if f.version != 1 {
             return Err(format!("version: {} is not known; 1 is", f.version));
         }
-        if f.board.is_empty()
-            || !f
-                .board
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !kiosk_protocol::config::is_board_name(&f.board) {
             return Err(format!(
-                "board: {:?}: letters, digits, - and _ only",
+                "board: {:?}: lower-case letters, digits, - and _ only, at most 64 \
+                 (a directory of the boards dir, named as the cloud names board profiles)",
                 f.board
             ));
         }
@@ -288,6 +284,8 @@ mod tests {
         for (text, field) in [
             ("version = 2", "version"),
             ("board = \"../x\"", "board"),
+            ("board = \"RPi4\"", "lower-case"),
+            ("board = \"\"", "board"),
             ("camera = \"webcam\"", "camera"),
             ("remote_video = \"screen\"", "remote_video"),
             ("preview = \"\"", "preview"),

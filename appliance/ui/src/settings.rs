@@ -129,14 +129,10 @@ impl Settings {
                  browser only (127.0.0.1 or ::1)"
             ));
         }
-        if f.board.is_empty()
-            || !f
-                .board
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !kiosk_protocol::config::is_board_name(&f.board) {
             return Err(format!(
-                "board: {:?}: letters, digits, - and _ only",
+                "board: {:?}: lower-case letters, digits, - and _ only, at most 64 \
+                 (a directory of the boards dir, named as the cloud names board profiles)",
                 f.board
             ));
         }
@@ -198,6 +194,8 @@ mod tests {
             ("listen = \"192.168.1.2:80\"", "loopback"),
             ("listen = \"localhost\"", "listen"),
             ("board = \"../x\"", "board"),
+            ("board = \"RPi4\"", "lower-case"),
+            ("board = \"\"", "board"),
             ("default_language = \"xx\"", "default_language"),
             ("default_country = \"ZZ\"", "default_country"),
             ("colour = \"red\"", "colour"),
