@@ -203,8 +203,11 @@ impl Server {
             config.sms_gateways.clone(),
         )?;
         let interrupted = calls.end_interrupted()?;
-        if interrupted > 0 {
-            tracing::warn!(interrupted, "calls live at the last stop were ended");
+        if !interrupted.is_empty() {
+            tracing::warn!(
+                interrupted = interrupted.len(),
+                "calls live at the last stop were ended"
+            );
         }
         let fleet = match &config.fleet {
             Some(broker) => Some(Arc::new(
@@ -224,6 +227,7 @@ impl Server {
         if let Some(f) = &fleet {
             calls.set_link(f.link.clone());
             journeys.set_link(f.link.clone());
+            calls.deliver(interrupted).await;
         }
         let (stop_calls, stop_calls_rx) = tokio::sync::watch::channel(false);
         journeys.spawn_pruner(stop_calls_rx.clone());

@@ -3,7 +3,8 @@
 //! a server certificate of the operator's own CA. tenantd is served with
 //! `--broker mqtts://localhost:PORT` (its library equivalent) and the exported service
 //! identity; it writes no broker configuration and starts no mosquitto. A kiosk enrolls with
-//! a token through the external broker, gets its desired config and reports it; a revocation
+//! a token through the external broker, gets its desired config and reports it; a test call
+//! waiting in the queue while tenantd restarts is ended on the kiosk; a revocation
 //! goes on the served CRL and the CRL file (the certificates name a CRL distribution point,
 //! which the file-reading broker takes as well), and tenantd bans and kicks the device through the
 //! broker's admin API (a stand-in for EMQX's REST API, recording what it is sent). Restarted
@@ -25,7 +26,9 @@ use base64::Engine as _;
 use common::crl::{read_crl, trim_serial};
 use common::mqtt::{self, free_ports, next_on, try_client, WAIT};
 use common::{Cred, TestCloud};
+use kiosk_protocol::call::{CallKind, UpSignal, UpSignalBody};
 use kiosk_protocol::config::DesiredConfig;
+use kiosk_protocol::{MessageId, UpHeader, Version};
 use reqwest::Method;
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::{json, Value};
@@ -335,12 +338,14 @@ async fn a_broker_configured_from_the_export_serves_the_fleet() {
     // Certificates name where brokers that fetch CRLs find them; this broker reads files, and
     // takes both the certificates and the files.
     let crl_base: CrlBaseUrl = "http://crl.shop.example/pki/v1".parse().unwrap();
-    let with_base = crl_base.clone();
-    let cloud = TestCloud::serve(prepared, move |c| {
-        c.fleet = Some(FleetBroker::External(external));
-        c.crl_base_url = Some(with_base);
-    })
-    .await;
+    let tune = {
+        let (external, crl_base) = (external.clone(), crl_base.clone());
+        move |c: &mut tenantd::ServeConfig| {
+            c.fleet = Some(FleetBroker::External(external));
+            c.crl_base_url = Some(crl_base);
+        }
+    };
+    let mut cloud = TestCloud::serve(prepared, tune.clone()).await;
 
     // The fleet link connects to the operator's broker; tenantd runs no broker of its own.
     let fleet = cloud.server.as_ref().unwrap().fleet.clone().unwrap();
@@ -411,6 +416,71 @@ async fn a_broker_configured_from_the_export_serves_the_fleet() {
     cloud
         .eventually(admin, &config_path, |b| b["reported_version"] == 2)
         .await;
+
+    // A test call waits in the queue when tenantd stops. Started again, tenantd ends it in
+    // its store and tells the kiosk, whose broker stayed up all along: without that, the
+    // kiosk would wait for an agent that can never come.
+    let place = UpSignal {
+        v: Version::CURRENT,
+        header: UpHeader {
+            id: MessageId::parse("sig-000001-restart").unwrap(),
+            seq: 1,
+            at_ms: 0,
+        },
+        body: UpSignalBody::Place {
+            request: "req-restart-0001".into(),
+            kind: CallKind::Test,
+            language: None,
+            customer: None,
+            consent: None,
+        },
+    };
+    let call_topic = format!("kiosk/v1/{d}/down/call");
+    kiosk
+        .publish(
+            format!("kiosk/v1/{d}/up/signal"),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&place).unwrap(),
+        )
+        .await
+        .unwrap();
+    let queued: Value = serde_json::from_slice(&next_on(&mut incoming, &call_topic).await).unwrap();
+    assert_eq!(
+        (queued["event"].as_str(), queued["request"].as_str()),
+        (Some("queued"), Some("req-restart-0001")),
+        "{queued}"
+    );
+    let call = queued["call"].as_str().unwrap().to_string();
+    cloud.restart(tune).await;
+    let ended: Value = serde_json::from_slice(&next_on(&mut incoming, &call_topic).await).unwrap();
+    assert_eq!(
+        ended,
+        json!({ "v": 1, "call": call, "request": "req-restart-0001", "event": "ended",
+                "reason": "other", "by": "cloud" })
+    );
+    let (status, listed) = cloud
+        .call(Method::GET, "/api/v1/orgs/shop/calls", admin, None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let row = &listed["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == call.as_str())
+        .unwrap();
+    assert_eq!(
+        (
+            row["state"].as_str(),
+            row["end_reason"].as_str(),
+            row["ended_by"].as_str()
+        ),
+        (Some("ended"), Some("other"), Some("cloud")),
+        "{row}"
+    );
+    let fleet = cloud.server.as_ref().unwrap().fleet.clone().unwrap();
+    let mut connected = fleet.link.connected.clone();
+    link_becomes(&mut connected, true, "the new fleet link connects").await;
 
     // Revoked: on the served CRL and the file at once, and banned and kicked through the
     // broker's admin API.

@@ -22,9 +22,9 @@
 //!
 //! Limits today: the registry lives in one process's memory, so several tenantd replicas would
 //! each have their own calls and agents; calls live at a restart are ended (`other`) in the
-//! store when tenantd starts again, and kiosks and agents learn it by placing again or by
-//! reconnecting. The wait estimate starts from the store's recent answered waits after a
-//! restart.
+//! store when tenantd starts again, their kiosks are sent `ended` (queued for a kiosk that is
+//! away, by its persistent session), and agents learn it when their console reconnects. The
+//! wait estimate starts from the store's recent answered waits after a restart.
 
 pub mod ice;
 pub mod registry;
@@ -36,9 +36,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use kiosk_protocol::call::{CallKind, Consent, UpSignal, UpSignalBody};
+use kiosk_protocol::call::{
+    CallControl, CallEvent, CallKind, Consent, EndReason, Party, UpSignal, UpSignalBody,
+};
 use kiosk_protocol::topic::{Down, Topic};
-use kiosk_protocol::DeviceId;
+use kiosk_protocol::{DeviceId, Version};
 use tokio::sync::{mpsc, watch};
 
 use crate::fleet::service::{FleetLink, Outgoing};
@@ -372,12 +374,32 @@ impl CallHub {
         self.deliver_blocking(effects)
     }
 
-    /// Ends in the store the calls that were live when tenantd last stopped.
-    pub fn end_interrupted(&self) -> Result<usize, StoreError> {
+    /// Ends in the store the calls that were live when tenantd last stopped, and returns the
+    /// `ended` (`other`, by the cloud) that tells each kiosk, to deliver once the fleet link is
+    /// set: a kiosk whose broker stayed up would otherwise wait in the queue, or on a call
+    /// nobody is on, until its customer gave up.
+    pub fn end_interrupted(&self) -> Result<Vec<Effect>, StoreError> {
         let now = now_ms();
-        self.inner
+        let calls = self
+            .inner
             .store
-            .blocking(|db| db.end_interrupted_calls(now))
+            .blocking(|db| db.end_interrupted_calls(now))?;
+        Ok(calls
+            .into_iter()
+            .map(|c| Effect::Kiosk {
+                device: c.device_id,
+                message: KioskMessage::Control(CallControl {
+                    v: Version::CURRENT,
+                    call: c.id,
+                    request: c.request,
+                    event: CallEvent::Ended {
+                        reason: EndReason::Other,
+                        by: Party::Cloud,
+                        callback_offered: false,
+                    },
+                }),
+            })
+            .collect())
     }
 
     /// Runs the registry's clock until `stop` flips.

@@ -25,6 +25,15 @@ const CALL_COLS: &str = "id, org_id, site_id, device_id, kind, request_id, state
 /// How many recent answered waits start an organization's estimate.
 const RECENT_WAITS: u32 = 20;
 
+/// A call that was live when tenantd stopped, ended at the next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterruptedCall {
+    pub id: CallId,
+    pub device_id: String,
+    /// The kiosk's request id for the call.
+    pub request: String,
+}
+
 /// What the call registry's edge reads before it places a call.
 #[derive(Debug, Clone)]
 pub struct RoutingLimits {
@@ -179,14 +188,44 @@ impl Db<'_> {
     }
 
     /// At start: calls that were live when tenantd stopped are over (`other`, by the cloud;
-    /// outcome `failed`).
-    pub fn end_interrupted_calls(&mut self, now_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+    /// outcome `failed`). Returns them, so their kiosks can be told.
+    pub fn end_interrupted_calls(
+        &mut self,
+        now_ms: i64,
+    ) -> Result<Vec<InterruptedCall>, StoreError> {
+        let tx = self.tx()?;
+        let calls = {
+            let mut stmt = tx.prepare(
+                "SELECT id, device_id, request_id FROM calls
+                 WHERE state IN ('ringing', 'accepted') ORDER BY placed_at_ms",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+            })?;
+            let mut calls = Vec::new();
+            for row in rows {
+                let (id, device_id, request) = row?;
+                match CallId::parse(&id) {
+                    Ok(id) => calls.push(InterruptedCall {
+                        id,
+                        device_id,
+                        request,
+                    }),
+                    Err(e) => {
+                        tracing::error!(call = id, error = %e, "a stored call id does not read")
+                    }
+                }
+            }
+            calls
+        };
+        tx.execute(
             "UPDATE calls SET state = 'ended', ended_at_ms = ?1, end_reason = 'other',
                 ended_by = 'cloud', outcome = 'failed', rev = rev + 1
              WHERE state IN ('ringing', 'accepted')",
             [now_ms],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(calls)
     }
 
     /// What the call registry's edge needs to place a call of organization `org_id` from a

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, GENESIS};
 use crate::tenancy::Role;
 
-pub use calls::{RoutingLimits, SnapshotInfo};
+pub use calls::{InterruptedCall, RoutingLimits, SnapshotInfo};
 pub use fleet::{
     ClaimBatch, CommandRecord, ConfigSources, CrlCa, DesiredRecord, Device, EnrollmentTokenInfo,
     NewDevice, PendingActivation,

@@ -75,16 +75,7 @@ impl TestCloud {
     /// Serves a bootstrapped data dir.
     pub async fn serve(prepared: Bootstrapped, tune: impl FnOnce(&mut ServeConfig)) -> TestCloud {
         let Bootstrapped { dir, data } = prepared;
-        let mut config = ServeConfig::new(&data, SocketAddr::from(([127, 0, 0, 1], 0)));
-        tune(&mut config);
-        let server = Server::start(config).await.unwrap();
-        let ca = std::fs::read(server.ca_file.as_ref().unwrap()).unwrap();
-        let client = Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let base = format!("https://localhost:{}", server.addr.port());
+        let (server, base, client) = Self::start_server(&data, tune).await;
         let store = SqliteStore::open(&data).unwrap();
         let staff_hash = PasswordHasher::new(HashCost::default())
             .unwrap()
@@ -98,6 +89,35 @@ impl TestCloud {
             store,
             staff_hash,
         }
+    }
+
+    async fn start_server(
+        data: &Path,
+        tune: impl FnOnce(&mut ServeConfig),
+    ) -> (Server, String, Client) {
+        let mut config = ServeConfig::new(data, SocketAddr::from(([127, 0, 0, 1], 0)));
+        tune(&mut config);
+        let server = Server::start(config).await.unwrap();
+        let ca = std::fs::read(server.ca_file.as_ref().unwrap()).unwrap();
+        let client = Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base = format!("https://localhost:{}", server.addr.port());
+        (server, base, client)
+    }
+
+    /// Stops tenantd and serves the same data dir again (on a new HTTPS port), as after an
+    /// operator's restart.
+    pub async fn restart(&mut self, tune: impl FnOnce(&mut ServeConfig)) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+        let (server, base, client) = Self::start_server(&self.data_dir(), tune).await;
+        self.server = Some(server);
+        self.base = base;
+        self.client = client;
     }
 
     pub fn data_dir(&self) -> PathBuf {
