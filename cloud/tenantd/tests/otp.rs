@@ -542,6 +542,8 @@ async fn resend_sends_a_new_code_that_replaces_the_old() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_and_unknown_numbers_get_the_same_answers() {
     let s = Setup::start(|_| {}).await;
+    // Closed, so callbacks without a call can be booked.
+    s.set_hours("Lyon", false).await;
     let data = s.cloud.data_dir();
     let mut kiosk = s.first_kiosk().await;
     let known = "+33611111111";
@@ -606,12 +608,23 @@ async fn callbacks_are_booked_once_for_an_unanswered_call_or_a_closed_site() {
     let mut kiosk = s.first_kiosk().await;
     let conn = db(&s.cloud);
 
-    // The site is closed: an unused token books a `closed` callback, and an SMS confirms it.
+    // The site is open: a callback without a call is refused, whatever the kiosk shows; the
+    // token stays usable.
+    s.set_hours("Lyon", true).await;
     let token = verify_new(&mut kiosk, &data, "j-closed", PHONE).await;
     let book = |customer: &str, call: Option<&str>| JourneyRequest::Callback {
         customer: customer.into(),
         call: call.map(|c| kiosk_protocol::call::CallId::parse(c).unwrap()),
     };
+    assert_eq!(
+        kiosk.ask("j-closed", book(&token, None)).await,
+        JourneyResult::Unavailable {
+            reason: "the site is open: a callback without a call is for a closed site".into()
+        }
+    );
+
+    // The site is closed: an unused token books a `closed` callback, and an SMS confirms it.
+    s.set_hours("Lyon", false).await;
     assert_eq!(
         kiosk.ask("j-closed", book(&token, None)).await,
         JourneyResult::CallbackBooked {
@@ -992,6 +1005,8 @@ async fn http_gateways_fail_over_and_record_every_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_removes_a_number_from_the_organization() {
     let s = Setup::start(|_| {}).await;
+    // Closed, so callbacks without a call can be booked.
+    s.set_hours("Lyon", false).await;
     let data = s.cloud.data_dir();
     let admin = &s.first.admin;
     let mut kiosk = s.first_kiosk().await;

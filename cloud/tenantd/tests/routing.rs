@@ -43,27 +43,6 @@ fn shop(cloud: &TestCloud) -> OrgRef {
         .unwrap()
 }
 
-/// Replaces the site's hours: open around the clock, or never.
-async fn set_hours(s: &Setup, name: &str, open: bool) {
-    let day = if open {
-        json!([{ "open": "00:00", "close": "24:00" }])
-    } else {
-        json!([])
-    };
-    let (status, body) = s
-        .cloud
-        .call(
-            Method::PUT,
-            &format!("/api/v1/orgs/shop/sites/{}", s.first.site),
-            &s.first.admin,
-            Some(json!({ "name": name, "timezone": "Europe/Paris",
-                "business_hours": { "mon": day, "tue": day, "wed": day, "thu": day,
-                                    "fri": day, "sat": day, "sun": day } })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 /// A signed-in agent of the shop with its user id.
 async fn agent(cloud: &TestCloud, email: &str) -> (Cred, i64) {
     let org = shop(cloud);
@@ -281,7 +260,7 @@ async fn unanswered_calls_time_out_and_customers_are_offered_a_callback() {
     let s = setup(SHORT).await;
     let cloud = &s.cloud;
     let org = shop(cloud);
-    set_hours(&s, "Lyon", true).await;
+    s.set_hours("Lyon", true).await;
     let mut k1 = s.first_kiosk().await;
     let mut k2 = s.another_kiosk("req-2").await;
     let (token, _) = journey::add_customer(cloud, org.id, &k1.id, PHONE, Some("fr"), 600_000);
@@ -391,7 +370,7 @@ async fn a_closed_site_refuses_customer_calls_and_test_calls_go_through() {
     let s = setup(LONG).await;
     let cloud = &s.cloud;
     let org = shop(cloud);
-    set_hours(&s, "Lyon", false).await;
+    s.set_hours("Lyon", false).await;
     let mut k1 = s.first_kiosk().await;
     let (token, _) = journey::add_customer(cloud, org.id, &k1.id, PHONE, Some("de"), 600_000);
 
@@ -425,7 +404,7 @@ async fn a_closed_site_refuses_customer_calls_and_test_calls_go_through() {
 
     // Open again: the same token still works (a closed refusal does not use it up), and the
     // call rings the agent who speaks its language (the customer's), then anyone.
-    set_hours(&s, "Lyon", true).await;
+    s.set_hours("Lyon", true).await;
     let (cred_fr, id_fr) = agent(cloud, "fred@shop.example").await;
     let (cred_de, id_de) = agent(cloud, "dora@shop.example").await;
     for (id, langs) in [(id_fr, json!(["fr"])), (id_de, json!(["de-AT", "en"]))] {
@@ -497,7 +476,7 @@ async fn survey_and_consent_events_are_kept_once_for_the_kiosks_own_calls() {
         )
         .await;
     assert_eq!(status, 422);
-    set_hours(&s, "Lyon", true).await;
+    s.set_hours("Lyon", true).await;
     let org = shop(cloud);
     let (cred_a, _) = agent(cloud, "anna@shop.example").await;
     let mut a = Agent::open(cloud, "shop", &cred_a).await;
@@ -602,7 +581,7 @@ async fn records_export_as_csv_and_agents_see_their_own() {
     let admin = &s.first.admin;
     let org = shop(cloud);
     // A site name a spreadsheet would take for a formula.
-    set_hours(&s, "=HYPERLINK(\"http://x\")", true).await;
+    s.set_hours("=HYPERLINK(\"http://x\")", true).await;
     let (cred_a, id_a) = agent(cloud, "anna@shop.example").await;
     let (cred_b, id_b) = agent(cloud, "bert@shop.example").await;
     let mut a = Agent::open(cloud, "shop", &cred_a).await;

@@ -705,7 +705,15 @@ impl Journeys {
                 &token_hash,
                 call,
                 now_ms,
-                |customer, call| rules::decide_callback(limits, customer, call, now_ms),
+                |customer, call, site| {
+                    // A kiosk without a site is never closed, as when it places a call.
+                    let closed_at = |at| {
+                        site.is_some_and(|s| {
+                            !crate::sites::open_at(&s.timezone, &s.business_hours, &s.holidays, at)
+                        })
+                    };
+                    rules::decide_callback(limits, customer, call, closed_at, now_ms)
+                },
             )
         })?;
         let booking = match booked {

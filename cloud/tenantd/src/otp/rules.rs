@@ -353,6 +353,8 @@ pub enum CallbackRefusal {
     CallAnswered,
     /// No call named, but the token was used for one.
     TokenUsed,
+    /// No call named, and the kiosk's site is open: the customer can call now.
+    SiteOpen,
 }
 
 impl CallbackRefusal {
@@ -365,16 +367,23 @@ impl CallbackRefusal {
             CallbackRefusal::TokenUsed => {
                 "the customer token was used for a call: name the call to book its callback"
             }
+            CallbackRefusal::SiteOpen => {
+                "the site is open: a callback without a call is for a closed site"
+            }
         }
     }
 }
 
 /// May this customer book a callback? `call` is the call the kiosk names, with what the store
 /// knows of it (`None` when there is no such call of the token's organization and kiosk).
+/// Without a call, the booking is for a closed site, and the cloud checks that with the site's
+/// own hours (`site_closed_at`, Unix ms): closed now, or when the customer verified the number
+/// (a customer who saw the closed screen a minute before opening time keeps the booking).
 pub fn decide_callback(
     limits: &Limits,
     customer: Option<&CustomerFacts>,
     call: Option<(&str, Option<CallFacts>)>,
+    site_closed_at: impl Fn(i64) -> bool,
     now_ms: i64,
 ) -> Result<CallbackReason, CallbackRefusal> {
     let customer = customer.ok_or(CallbackRefusal::UnknownToken)?;
@@ -393,7 +402,10 @@ pub fn decide_callback(
             }
         }
         None if customer.used_for.is_some() => Err(CallbackRefusal::TokenUsed),
-        None => Ok(CallbackReason::Closed),
+        None if site_closed_at(now_ms) || site_closed_at(customer.verified_at_ms) => {
+            Ok(CallbackReason::Closed)
+        }
+        None => Err(CallbackRefusal::SiteOpen),
     }
 }
 
@@ -720,16 +732,17 @@ mod tests {
             unanswered: true,
         };
         let now = T0 + 60_000;
+        let closed = |_: i64| true;
         assert_eq!(
-            decide_callback(&l, None, None, now),
+            decide_callback(&l, None, None, closed, now),
             Err(CallbackRefusal::UnknownToken)
         );
         assert_eq!(
-            decide_callback(&l, Some(&unused), None, now),
+            decide_callback(&l, Some(&unused), None, closed, now),
             Ok(CallbackReason::Closed)
         );
         assert_eq!(
-            decide_callback(&l, Some(&used), None, now),
+            decide_callback(&l, Some(&used), None, closed, now),
             Err(CallbackRefusal::TokenUsed)
         );
         assert_eq!(
@@ -737,6 +750,7 @@ mod tests {
                 &l,
                 Some(&used),
                 Some(("call-aaaaaaaaaaaa", Some(unanswered))),
+                closed,
                 now
             ),
             Ok(CallbackReason::NotAnswered)
@@ -746,6 +760,7 @@ mod tests {
                 &l,
                 Some(&used),
                 Some(("call-bbbbbbbbbbbb", Some(unanswered))),
+                closed,
                 now
             ),
             Err(CallbackRefusal::NotThatCall)
@@ -755,6 +770,7 @@ mod tests {
                 &l,
                 Some(&unused),
                 Some(("call-aaaaaaaaaaaa", Some(unanswered))),
+                closed,
                 now
             ),
             Err(CallbackRefusal::NotThatCall)
@@ -768,6 +784,7 @@ mod tests {
                 &l,
                 Some(&used),
                 Some(("call-aaaaaaaaaaaa", Some(answered))),
+                closed,
                 now
             ),
             Err(CallbackRefusal::CallAnswered)
@@ -781,13 +798,40 @@ mod tests {
                 &l,
                 Some(&used),
                 Some(("call-aaaaaaaaaaaa", Some(running))),
+                closed,
                 now
             ),
             Err(CallbackRefusal::CallAnswered)
         );
+        // Without a call, the site's own hours decide: open all along, no booking; closed when
+        // the number was verified or closed now, booked.
+        assert_eq!(
+            decide_callback(&l, Some(&unused), None, |_| false, now),
+            Err(CallbackRefusal::SiteOpen)
+        );
+        let opens_at = T0 + 30_000;
+        assert_eq!(
+            decide_callback(&l, Some(&unused), None, |at| at < opens_at, now),
+            Ok(CallbackReason::Closed)
+        );
+        assert_eq!(
+            decide_callback(&l, Some(&unused), None, |at| at >= now, now),
+            Ok(CallbackReason::Closed)
+        );
+        // An unanswered call's callback does not depend on the hours.
+        assert_eq!(
+            decide_callback(
+                &l,
+                Some(&used),
+                Some(("call-aaaaaaaaaaaa", Some(unanswered))),
+                |_| false,
+                now
+            ),
+            Ok(CallbackReason::NotAnswered)
+        );
         // The window closes, and a forgotten number cannot be called back.
         assert_eq!(
-            decide_callback(&l, Some(&unused), None, T0 + l.callback_window_ms),
+            decide_callback(&l, Some(&unused), None, closed, T0 + l.callback_window_ms),
             Err(CallbackRefusal::Expired)
         );
         let forgotten = CustomerFacts {
@@ -795,7 +839,7 @@ mod tests {
             ..unused
         };
         assert_eq!(
-            decide_callback(&l, Some(&forgotten), None, now),
+            decide_callback(&l, Some(&forgotten), None, closed, now),
             Err(CallbackRefusal::Expired)
         );
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::org::audit_org;
-use super::{Db, StoreError};
+use super::{Db, Site, StoreError};
 use crate::otp::receipts::{self, ReceiptConfig};
 use crate::otp::rules::{
     CallFacts, CallbackReason, CallbackRefusal, CodeState, CustomerFacts, StoredCode,
@@ -499,6 +499,7 @@ impl Db<'_> {
         decide: impl FnOnce(
             Option<&CustomerFacts>,
             Option<(&str, Option<CallFacts>)>,
+            Option<&Site>,
         ) -> Result<CallbackReason, CallbackRefusal>,
     ) -> Result<Result<Booking, CallbackRefusal>, StoreError> {
         type CustomerCols = (
@@ -558,7 +559,11 @@ impl Db<'_> {
             (Some(id), None) => Some((id, None)),
             (None, _) => None,
         };
-        let reason = match decide(facts.as_ref(), call) {
+        let site = match (site_id, &customer) {
+            (Some(id), Some(c)) => super::org::site_in_org(&tx, c.1, id)?,
+            _ => None,
+        };
+        let reason = match decide(facts.as_ref(), call, site.as_ref()) {
             Ok(reason) => reason,
             Err(refusal) => return Ok(Err(refusal)),
         };

@@ -62,6 +62,27 @@ impl Setup {
         }
     }
 
+    /// Names the first site `name` and replaces its hours: open around the clock, or never.
+    pub async fn set_hours(&self, name: &str, open: bool) {
+        let day = if open {
+            json!([{ "open": "00:00", "close": "24:00" }])
+        } else {
+            json!([])
+        };
+        let (status, body) = self
+            .cloud
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/orgs/shop/sites/{}", self.first.site),
+                &self.first.admin,
+                Some(json!({ "name": name, "timezone": "Europe/Paris",
+                    "business_hours": { "mon": day, "tue": day, "wed": day, "thu": day,
+                                        "fri": day, "sat": day, "sun": day } })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// The first kiosk, connected.
     pub async fn first_kiosk(&self) -> Kiosk {
         let f = &self.first;
