@@ -2,7 +2,6 @@
 //! camera and microphone granted without a prompt, host candidates with their addresses (not
 //! mDNS names, which the kiosk's ICE agent cannot resolve), and autoplay allowed.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -36,11 +35,7 @@ impl Driver {
                 "{bin} is missing: run scripts/test, which installs chromium and chromium-driver"
             );
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_ports::<1>()[0];
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

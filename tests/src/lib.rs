@@ -8,7 +8,7 @@ pub mod media;
 pub mod stage;
 pub mod ui;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use reqwest::header::{HeaderValue, COOKIE, SET_COOKIE};
 use reqwest::{Client, Method};
@@ -21,18 +21,8 @@ use tenantd::{ServeConfig, Server};
 pub const ROOT_EMAIL: &str = "ops@platform.example";
 pub const ROOT_PASSWORD: &str = "platform operations secret";
 
-/// `N` distinct free ports on loopback: all are held until all are found, so the system cannot
-/// hand out the same one twice.
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let mut ports = [0u16; N];
-    for (p, l) in ports.iter_mut().zip(&held) {
-        *p = l.local_addr().unwrap().port();
-    }
-    ports
-}
+/// Ports for the servers tests start: below the ephemeral range (see kioskcall-testkit).
+pub use kioskcall_testkit::free_ports;
 
 /// A running cloud.
 #[allow(missing_debug_implementations)]

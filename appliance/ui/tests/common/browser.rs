@@ -4,7 +4,6 @@
 //! journey test in `tests/` (which includes this file), so it names nothing of either.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,14 +15,9 @@ use serde_json::{json, Value};
 /// How long a page may take to show what a step expects.
 pub const LONG: Duration = Duration::from_secs(20);
 
-/// A free TCP port on the loopback interface.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A free TCP port on the loopback interface, below the ephemeral range (chromedriver and
+/// kiosk-ui bind it after it is chosen).
+pub use kioskcall_testkit::free_port;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";

@@ -2,11 +2,11 @@
 //! the local CA's certificate accepted, a fake camera and microphone granted without a prompt,
 //! and a phone's viewport emulated below 500 px.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use kioskcall_testkit::free_port;
 use serde_json::{json, Value};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -24,14 +24,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub async fn start_driver() -> Driver {

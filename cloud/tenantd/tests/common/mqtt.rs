@@ -2,7 +2,6 @@
 //! client whose incoming publishes arrive on a channel.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,26 +16,8 @@ use tokio::sync::{mpsc, watch};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// `N` distinct free ports on loopback: all are held until all are found, so the system cannot
-/// hand out the same one twice.
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let mut ports = [0u16; N];
-    for (p, l) in ports.iter_mut().zip(&held) {
-        *p = l.local_addr().unwrap().port();
-    }
-    ports
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Ports for the servers tests start: below the ephemeral range (see kioskcall-testkit).
+pub use kioskcall_testkit::free_ports;
 
 pub fn tls(ca_pem: &str, cert: &str, key: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
