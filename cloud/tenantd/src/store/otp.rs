@@ -486,9 +486,9 @@ impl Db<'_> {
         Ok((codes, customers))
     }
 
-    /// In one transaction: finds this kiosk's customer by token digest and the call it names,
-    /// lets `decide` rule, and books the callback once per customer and call. `site_id` is
-    /// the kiosk's site.
+    /// In one transaction: finds this kiosk's customer by token digest, the call it names and
+    /// the kiosk's site (`site_id`, with its hours), lets `decide` rule, and books the callback
+    /// once per customer and call.
     pub fn book_callback(
         &mut self,
         device_id: &str,
