@@ -37,10 +37,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kiosk_protocol::call::{
-    CallControl, CallEvent, CallKind, Consent, EndReason, Party, UpSignal, UpSignalBody,
+    CallEvent, CallKind, Consent, EndReason, Party, UpSignal, UpSignalBody,
 };
 use kiosk_protocol::topic::{Down, Topic};
-use kiosk_protocol::{DeviceId, Version};
+use kiosk_protocol::DeviceId;
 use tokio::sync::{mpsc, watch};
 
 use crate::fleet::service::{FleetLink, Outgoing};
@@ -386,18 +386,13 @@ impl CallHub {
             .blocking(|db| db.end_interrupted_calls(now))?;
         Ok(calls
             .into_iter()
-            .map(|c| Effect::Kiosk {
-                device: c.device_id,
-                message: KioskMessage::Control(CallControl {
-                    v: Version::CURRENT,
-                    call: c.id,
-                    request: c.request,
-                    event: CallEvent::Ended {
-                        reason: EndReason::Other,
-                        by: Party::Cloud,
-                        callback_offered: false,
-                    },
-                }),
+            .map(|c| {
+                let ended = CallEvent::Ended {
+                    reason: EndReason::Other,
+                    by: Party::Cloud,
+                    callback_offered: false,
+                };
+                Effect::control(c.device_id, c.id, c.request, ended)
             })
             .collect())
     }

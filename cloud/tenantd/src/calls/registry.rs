@@ -500,17 +500,29 @@ struct Call {
     position: Option<u32>,
 }
 
-impl Call {
-    fn control(&self, event: CallEvent) -> Effect {
+impl Effect {
+    /// `down/call` to a kiosk: `event` for its call `call`, placed with request id `request`.
+    pub fn control(device: String, call: CallId, request: String, event: CallEvent) -> Effect {
         Effect::Kiosk {
-            device: self.record.device_id.clone(),
+            device,
             message: KioskMessage::Control(CallControl {
                 v: Version::CURRENT,
-                call: self.record.id.clone(),
-                request: self.record.request.clone(),
+                call,
+                request,
                 event,
             }),
         }
+    }
+}
+
+impl Call {
+    fn control(&self, event: CallEvent) -> Effect {
+        Effect::control(
+            self.record.device_id.clone(),
+            self.record.id.clone(),
+            self.record.request.clone(),
+            event,
+        )
     }
 
     fn waiting(&self) -> bool {
