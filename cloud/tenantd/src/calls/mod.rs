@@ -331,9 +331,7 @@ impl CallHub {
         if kind != CallKind::Customer || repeat_or_busy {
             return Ok(p);
         }
-        let open = limits.site.as_ref().is_none_or(|s| {
-            crate::sites::open_at(&s.timezone, &s.business_hours, &s.holidays, now_ms)
-        });
+        let open = limits.site.as_ref().is_none_or(|s| s.open_at(now_ms));
         let found = match token {
             Some(t) => self
                 .inner

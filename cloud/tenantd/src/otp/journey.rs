@@ -707,11 +707,7 @@ impl Journeys {
                 now_ms,
                 |customer, call, site| {
                     // A kiosk without a site is never closed, as when it places a call.
-                    let closed_at = |at| {
-                        site.is_some_and(|s| {
-                            !crate::sites::open_at(&s.timezone, &s.business_hours, &s.holidays, at)
-                        })
-                    };
+                    let closed_at = |at| site.is_some_and(|s| !s.open_at(at));
                     rules::decide_callback(limits, customer, call, closed_at, now_ms)
                 },
             )

@@ -193,6 +193,13 @@ pub struct Site {
     pub updated_at: jiff::Timestamp,
 }
 
+impl Site {
+    /// Whether the site is open at `at_ms` (Unix ms) by its hours (see [`crate::sites::open_at`]).
+    pub fn open_at(&self, at_ms: i64) -> bool {
+        crate::sites::open_at(&self.timezone, &self.business_hours, &self.holidays, at_ms)
+    }
+}
+
 /// An API token's public record (never its secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiTokenInfo {
